@@ -1,0 +1,123 @@
+"""Parameters and targets shared by the pipeline's Luigi tasks.
+
+Parameters are declared once here, with the config sections upstream reads them from, so a
+value can come from the config-file chain or the command line (``--output-root``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import luigi
+
+from pipeline import engine, fs, report, selection
+from pipeline.reader import DEFAULT_MAX_LINE_BYTES
+
+log = logging.getLogger("luigi-interface")
+
+
+class UrlTarget(luigi.Target):
+    """A file (local or s3://) that exists once its writer finished."""
+
+    def __init__(self, url: str):
+        self.url = fs.check_supported(url)
+
+    def exists(self) -> bool:
+        return fs.exists(self.url)
+
+    def __repr__(self) -> str:
+        return f"UrlTarget({self.url!r})"
+
+
+class EventLogSelectionMixin:
+    """Which tracking logs to read: upstream's ``[event-logs]`` section."""
+
+    source = luigi.ListParameter(
+        config_path={"section": "event-logs", "name": "source"},
+        description='Where tracking logs are, searched recursively: a JSON list, e.g. ["s3://b/logs/"].',
+    )
+    pattern = luigi.ListParameter(
+        config_path={"section": "event-logs", "name": "pattern"},
+        description="Regular expressions matched against each file's full path (JSON list); "
+        "a (?P<date>...) or (?P<timestamp>...) group selects by date.",
+    )
+    expand_interval = luigi.Parameter(
+        config_path={"section": "event-logs", "name": "expand_interval"},
+        default="2 days",
+        description="How far outside the interval to look for files holding its events.",
+    )
+    date_pattern = luigi.Parameter(
+        default="%Y%m%d", description="strptime format of the pattern's date group."
+    )
+
+    def selected_files(self, interval) -> list[selection.SelectedFile]:
+        files = selection.select_files(
+            self.source, self.pattern, interval.date_a, interval.date_b,
+            self.expand_interval, self.date_pattern,
+        )  # fmt: skip
+        log.info("%s: %d input files for %s", self.task_family, len(files), interval)
+        return files
+
+
+class EngineMixin:
+    """How the work runs: upstream's ``[map-reduce]`` settings, on the local multi-core engine."""
+
+    mapreduce_engine = luigi.Parameter(
+        config_path={"section": "map-reduce", "name": "engine"},
+        default="local",
+        significant=False,
+        description="local (also accepted: hadoop, emu; all run on this machine's cores).",
+    )
+    n_reduce_tasks = luigi.IntParameter(
+        default=25, significant=False, description="Accepted for upstream compatibility; unused."
+    )
+    processes = luigi.IntParameter(
+        config_path={"section": "local-engine", "name": "processes"},
+        default=0,
+        significant=False,
+        description="Worker processes for reading logs; 0 = every available core.",
+    )
+    max_line_bytes = luigi.IntParameter(
+        config_path={"section": "local-engine", "name": "max_line_bytes"},
+        default=DEFAULT_MAX_LINE_BYTES,
+        significant=False,
+        description="Longer lines are discarded and counted.",
+    )
+
+    def map_files(self, mapper, files):
+        if self.mapreduce_engine not in engine.ENGINES:
+            raise ValueError(
+                f"[map-reduce] engine {self.mapreduce_engine!r}: expected one of {engine.ENGINES}"
+            )
+
+        def progress(state: engine.Progress) -> None:
+            self.set_progress_percentage(round(100 * state.fraction))
+            self.set_status_message(state.describe())
+
+        return engine.map_files(mapper, files, self.processes or None, progress)
+
+
+class WarehouseMixin:
+    warehouse_path = luigi.Parameter(
+        config_path={"section": "hive", "name": "warehouse_path"},
+        description="Root of the intermediate tables (local path or s3://).",
+    )
+
+
+class ReportingMixin:
+    """Records what a task read and discarded, for the end-of-run summary."""
+
+    def record_run(self, started: float, files: int, lines: int, discards: dict[str, int], **extra):
+        seconds = time.monotonic() - started
+        kept = {k: v for k, v in sorted(discards.items()) if v}
+        log.info(
+            "%s: %d files, %d lines in %.1fs (%.0f lines/s); discarded: %s",
+            self.task_family, files, lines, seconds, lines / seconds if seconds else 0,
+            ", ".join(f"{k}={v}" for k, v in kept.items()) or "none",
+        )  # fmt: skip
+        report.record(
+            self.task_id,
+            {"task": self.task_family, "files": files, "lines": lines, "seconds": round(seconds, 3),
+             "discards": kept, **extra},
+        )  # fmt: skip

@@ -1,0 +1,361 @@
+"""The enrollment chain: events per day, daily state per (course, user), and the summary.
+
+- ``CourseEnrollmentEventsTask`` extracts activated/deactivated/mode_changed events into one TSV
+  per day: ``{warehouse}/course_enrollment_events/dt=D/course_enrollment_events_D``.
+- ``CourseEnrollmentTask`` re-extracts the last ``overwrite_n_days`` days, reads older days from
+  the warehouse, and writes each (course, user)'s state for every day to
+  ``{warehouse}/course_enrollment/dt={date_b}/part-00000``.
+- ``CourseEnrollmentSummaryTask`` writes each user's first/last enrollment facts to
+  ``{warehouse}/course_enrollment_summary/dt={date_b}/part-00000``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import itertools
+import re
+import time
+from collections.abc import Iterable, Iterator
+
+import luigi
+from luigi.date_interval import Custom
+
+from pipeline import events, fs
+from pipeline.common import (
+    EngineMixin,
+    EventLogSelectionMixin,
+    ReportingMixin,
+    UrlTarget,
+    WarehouseMixin,
+)
+from pipeline.engine import FileResult
+from pipeline.reader import LINE_TOO_LONG, iter_line_batches
+from pipeline.sorting import sorted_rows
+
+ACTIVATED = "edx.course.enrollment.activated"
+DEACTIVATED = "edx.course.enrollment.deactivated"
+MODE_CHANGED = "edx.course.enrollment.mode_changed"
+ENROLLMENT_EVENT_TYPES = frozenset((ACTIVATED, DEACTIVATED, MODE_CHANGED))
+
+# Discard reasons of enrollment extraction (besides those of pipeline.events).
+MISSING_EVENT_TYPE = "missing event type"
+NOT_ENROLLMENT = "not an enrollment event"
+NO_EVENT_DATA = "no event data"
+INVALID_COURSE_ID = "invalid course id"
+MISSING_USER_ID = "missing user_id"
+MISSING_MODE = "missing mode"
+UNSAFE_FIELD = "tab or newline in a field"
+
+# A line can only hold an enrollment event if it spells the type out, or hides it in \u escapes.
+_ENROLLMENT_MARK = b"edx.course.enrollment."
+_UNICODE_ESCAPE = b"\\u"
+
+_KEY_PART = r"[\w\-~.:]+"
+_COURSE_KEY = re.compile(
+    rf"^(?:course-v1:{_KEY_PART}\+{_KEY_PART}\+{_KEY_PART}(?:\+[\w\-~.:@]+)*"
+    rf"|{_KEY_PART}/{_KEY_PART}/{_KEY_PART})$"
+)
+
+WAREHOUSE_EVENTS = "course_enrollment_events"
+WAREHOUSE_STATE = "course_enrollment"
+WAREHOUSE_SUMMARY = "course_enrollment_summary"
+PART_FILE = "part-00000"
+SUCCESS_MARKER = "_SUCCESS"
+NULL = "\\N"
+
+
+def is_valid_course_id(course_id: str) -> bool:
+    """``org/course/run`` or ``course-v1:org+course+run``."""
+    return bool(_COURSE_KEY.match(course_id))
+
+
+def enrollment_timestamp(time_value: str) -> str:
+    """Upstream's timestamp: ``time`` up to the first '+', with '.000000' added if no '.'."""
+    stamp = time_value.split("+", 1)[0]
+    return stamp if "." in stamp else stamp + ".000000"
+
+
+def enrollment_row(event: dict, dates: frozenset[str]) -> tuple[str | None, tuple | str]:
+    """``(date, (course_id, user_id, timestamp, event_type, mode))``, or ``(None, reason)``."""
+    event_type = event.get("event_type")
+    if event_type is None:
+        return None, MISSING_EVENT_TYPE
+    if event_type not in ENROLLMENT_EVENT_TYPES:
+        return None, NOT_ENROLLMENT
+    time_value, reason = events.event_time(event)
+    if time_value is None:
+        return None, reason
+    date = events.event_date(time_value)
+    if date not in dates:
+        return None, events.OUTSIDE_INTERVAL
+    data = events.event_data(event)
+    if data is None:
+        return None, NO_EVENT_DATA
+    course_id = data.get("course_id")
+    if not isinstance(course_id, str) or not is_valid_course_id(course_id.strip()):
+        return None, INVALID_COURSE_ID
+    user_id = data.get("user_id")
+    if user_id is None:
+        return None, MISSING_USER_ID
+    mode = data.get("mode")
+    if mode is None:
+        return None, MISSING_MODE
+    row = (course_id.strip(), str(user_id), enrollment_timestamp(time_value), event_type, str(mode))
+    if any("\t" in field or "\n" in field or "\r" in field for field in row):
+        return None, UNSAFE_FIELD
+    return date, row
+
+
+def extract_file(url: str, dates: frozenset[str], max_line_bytes: int) -> FileResult:
+    """Mapper: the enrollment events of one file, grouped by date."""
+    by_date: dict[str, list[tuple]] = {}
+    discards: dict[str, int] = {}
+    lines = 0
+    for batch in iter_line_batches(url, discards, max_line_bytes=max_line_bytes):
+        lines += len(batch)
+        for line in batch:
+            if _ENROLLMENT_MARK not in line and _UNICODE_ESCAPE not in line:
+                discards[NOT_ENROLLMENT] = discards.get(NOT_ENROLLMENT, 0) + 1
+                continue
+            event, reason = events.parse_event(line)
+            if event is not None:
+                date, row_or_reason = enrollment_row(event, dates)
+                if date is not None:
+                    by_date.setdefault(date, []).append(row_or_reason)
+                    continue
+                reason = row_or_reason
+            discards[reason] = discards.get(reason, 0) + 1
+    return FileResult(url, lines + discards.get(LINE_TOO_LONG, 0), by_date, discards)
+
+
+def day_file(warehouse: str, date: str) -> str:
+    return fs.join(warehouse, WAREHOUSE_EVENTS, f"dt={date}", f"{WAREHOUSE_EVENTS}_{date}")
+
+
+def interval_dates(interval) -> list[str]:
+    return [d.isoformat() for d in interval.dates()]
+
+
+class CourseEnrollmentEventsTask(
+    EventLogSelectionMixin, EngineMixin, WarehouseMixin, ReportingMixin, luigi.Task
+):
+    """Extract enrollment events, one TSV per day of the interval (empty days included).
+
+    Columns: course_id, user_id, timestamp, event_type, mode.
+    """
+
+    interval = luigi.DateIntervalParameter(description="Days to extract.")
+    overwrite = luigi.BoolParameter(
+        default=False, description="Extract again even when the day files exist."
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._ran = False
+
+    def output(self):
+        return [UrlTarget(day_file(self.warehouse_path, d)) for d in interval_dates(self.interval)]
+
+    def complete(self):
+        if self.overwrite and not self._ran:
+            return False
+        return super().complete()
+
+    def run(self):
+        started = time.monotonic()
+        dates = interval_dates(self.interval)
+        files = self.selected_files(self.interval)
+        mapper = functools.partial(
+            extract_file, dates=frozenset(dates), max_line_bytes=self.max_line_bytes
+        )
+        by_date: dict[str, list[tuple]] = {d: [] for d in dates}
+        discards: dict[str, int] = {}
+        lines = nfiles = 0
+        for result in self.map_files(mapper, files):
+            nfiles += 1
+            lines += result.lines
+            for reason, count in result.discards.items():
+                discards[reason] = discards.get(reason, 0) + count
+            for date, rows in result.value.items():
+                by_date[date].extend(rows)
+        # Nothing is written until every file was read: a bad file leaves the old days intact.
+        for date in dates:
+            with fs.atomic_write(day_file(self.warehouse_path, date)) as out:
+                for row in sorted(by_date[date]):
+                    out.write("\t".join(row) + "\n")
+        self._ran = True
+        self.record_run(started, nfiles, lines, discards,
+                        events=sum(len(rows) for rows in by_date.values()))  # fmt: skip
+
+
+def read_day_files(urls: Iterable[str]) -> Iterator[tuple[str, ...]]:
+    for url in urls:
+        for number, line in enumerate(fs.read_text(url).splitlines(), 1):
+            fields = tuple(line.split("\t"))
+            if len(fields) != 5:
+                raise ValueError(f"{url}, line {number}: expected 5 tab-separated fields")
+            yield fields
+
+
+class EnrollmentStateMixin(
+    EventLogSelectionMixin, EngineMixin, WarehouseMixin, ReportingMixin
+):
+    """Inputs shared by the daily-state and summary tasks: the interval's day files, with the
+    last ``overwrite_n_days`` days extracted again from the raw logs."""
+
+    interval = luigi.DateIntervalParameter(description="Days the state covers; state as of date_b.")
+    overwrite_n_days = luigi.IntParameter(
+        config_path={"section": "enrollments", "name": "overwrite_n_days"},
+        default=3,
+        description="Days at the end of the interval to extract again from the raw logs.",
+    )
+
+    def refresh_window(self):
+        if self.overwrite_n_days < 0:
+            raise ValueError(f"--overwrite-n-days {self.overwrite_n_days}: must be 0 or more")
+        start = max(self.interval.date_a, self.interval.date_b - dt.timedelta(self.overwrite_n_days))
+        return Custom(start, self.interval.date_b)
+
+    def requires(self):
+        window = self.refresh_window()
+        if window.date_a >= window.date_b:
+            return []
+        return CourseEnrollmentEventsTask(
+            interval=window, overwrite=True, warehouse_path=self.warehouse_path,
+            source=self.source, pattern=self.pattern, expand_interval=self.expand_interval,
+            date_pattern=self.date_pattern, mapreduce_engine=self.mapreduce_engine,
+            processes=self.processes, max_line_bytes=self.max_line_bytes,
+        )  # fmt: skip
+
+    def existing_day_files(self) -> list[str]:
+        """Day files of the interval: the refreshed window's, and older ones where present."""
+        urls = [day_file(self.warehouse_path, d) for d in interval_dates(self.interval)]
+        return [url for url in urls if fs.exists(url)]
+
+    def grouped_events(self) -> Iterator[tuple[tuple[str, str], list[tuple]]]:
+        """Events grouped by (course_id, user_id), each group sorted by (timestamp, type, mode)."""
+        rows = sorted_rows(read_day_files(self.existing_day_files()))
+        for key, group in itertools.groupby(rows, key=lambda row: (row[0], row[1])):
+            yield key, list(group)
+
+    def table_dir(self, table: str) -> str:
+        return fs.join(self.warehouse_path, table, f"dt={self.interval.date_b.isoformat()}")
+
+    def write_table(self, table: str, rows: Iterable[tuple]) -> int:
+        count = 0
+        with fs.atomic_write(fs.join(self.table_dir(table), PART_FILE)) as out:
+            for row in rows:
+                out.write("\t".join(map(str, row)) + "\n")
+                count += 1
+        with fs.atomic_write(fs.join(self.table_dir(table), SUCCESS_MARKER)) as marker:
+            marker.write("")
+        return count
+
+
+def daily_states(group: list[tuple], date_b: dt.date) -> Iterator[tuple]:
+    """One (course, user)'s rows ``(date, course_id, user_id, at_end, change, mode)``.
+
+    Walks the sorted events from UNENROLLED with mode 'unknown': activation while unenrolled
+    enrolls, deactivation while enrolled unenrolls, mode_changed changes only the mode; every
+    event sets the mode. Each date from the first event up to ``date_b`` gets a row; ``change``
+    is the state change since the previous row's date, on the first date of a run only.
+    """
+    end = date_b.isoformat()
+    state = previous = 0
+    for index, (course_id, user_id, stamp, event_type, mode) in enumerate(group):
+        if event_type == ACTIVATED and state == 0:
+            state = 1
+        elif event_type == DEACTIVATED and state == 1:
+            state = 0
+        day = stamp.partition("T")[0]
+        following = group[index + 1][2].partition("T")[0] if index + 1 < len(group) else end
+        if following <= day:
+            continue
+        current, stop = dt.date.fromisoformat(day), dt.date.fromisoformat(following)
+        change = state - previous
+        while current < stop:
+            yield current.isoformat(), course_id, user_id, state, change, mode
+            change = 0
+            current += dt.timedelta(days=1)
+        previous = state
+
+
+def summary_row(group: list[tuple], date_b: dt.date) -> tuple | None:
+    """A (course, user)'s enrollment summary, or None if it was never validly activated."""
+    state = 0
+    first_time = first_mode = last_unenroll = current_mode = None
+    first_verified = first_credit = None
+    for course_id, user_id, stamp, event_type, mode in group:
+        mode_set = False
+        if event_type == ACTIVATED and state == 0:
+            state = 1
+            if first_time is None:
+                first_time, first_mode = stamp, mode
+            current_mode, mode_set = mode, True
+        elif event_type == DEACTIVATED and state == 1:
+            state = 0
+            last_unenroll = stamp
+        elif event_type == MODE_CHANGED and state == 1:
+            current_mode, mode_set = mode, True
+        if mode_set and mode == "verified" and first_verified is None:
+            first_verified = stamp
+        if mode_set and mode == "credit" and first_credit is None:
+            first_credit = stamp
+    if first_time is None:
+        return None
+    return (
+        course_id, user_id, current_mode, state, first_mode, _datetime(first_time),
+        _datetime(last_unenroll), _datetime(first_verified), _datetime(first_credit),
+        f"{date_b.isoformat()} 00:00:00.000000",
+    )  # fmt: skip
+
+
+def _datetime(stamp: str | None) -> str:
+    return NULL if stamp is None else stamp.replace("T", " ", 1)
+
+
+class CourseEnrollmentTask(EnrollmentStateMixin, luigi.Task):
+    """Daily enrollment state per course and user.
+
+    Columns: date, course_id, user_id, at_end (0/1), change (-1/0/1), mode.
+    """
+
+    def output(self):
+        return UrlTarget(fs.join(self.table_dir(WAREHOUSE_STATE), SUCCESS_MARKER))
+
+    def run(self):
+        started = time.monotonic()
+        date_b = self.interval.date_b
+
+        def rows():
+            for _key, group in self.grouped_events():
+                yield from daily_states(group, date_b)
+
+        count = self.write_table(WAREHOUSE_STATE, rows())
+        self.record_run(started, len(self.existing_day_files()), 0, {}, rows=count)
+
+
+class CourseEnrollmentSummaryTask(EnrollmentStateMixin, luigi.Task):
+    """Per course and user: first enrollment, last unenrollment, current mode and activity.
+
+    Columns: course_id, user_id, current_enrollment_mode, current_enrollment_is_active,
+    first_enrollment_mode, first_enrollment_time, last_unenrollment_time,
+    first_verified_enrollment_time, first_credit_enrollment_time, end_time (NULL = \\N).
+    """
+
+    def output(self):
+        return UrlTarget(fs.join(self.table_dir(WAREHOUSE_SUMMARY), SUCCESS_MARKER))
+
+    def run(self):
+        started = time.monotonic()
+        date_b = self.interval.date_b
+
+        def rows():
+            for _key, group in self.grouped_events():
+                row = summary_row(group, date_b)
+                if row is not None:
+                    yield row
+
+        count = self.write_table(WAREHOUSE_SUMMARY, rows())
+        self.record_run(started, len(self.existing_day_files()), 0, {}, rows=count)

@@ -1,0 +1,81 @@
+"""``launch-task``: run a pipeline task with upstream's command line and config-file chain.
+
+    launch-task TotalEventsDailyTask --local-scheduler --interval 2016 \\
+        --source '["logs/"]' --pattern '[".*tracking.log-(?P<date>\\\\d{8}).*\\\\.gz"]' \\
+        --output-root out/ [--workers N] [--additional-config FILE ...]
+
+Everything but ``--additional-config`` is luigi's command line. The exit status is non-zero when
+a task failed or could not run (see ``[retcode]``); a summary of lines read and discarded per
+reason is printed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+
+from pipeline import config, report
+
+USAGE_EXTRA = """
+launch-task options (besides luigi's):
+  --additional-config FILE   read FILE after the standard chain (repeatable)
+Config chain, later wins: the pipeline's defaults, /etc/luigi/client.cfg, /etc/luigi/luigi.cfg,
+./client.cfg, ./luigi.cfg, $LUIGI_CONFIG_PATH, ./override.cfg, each --additional-config.
+Tasks: TotalEventsDailyTask TotalEventsReport TotalEventsReportWorkflow CourseEnrollmentEventsTask
+CourseEnrollmentTask CourseEnrollmentSummaryTask ImportEnrollmentsIntoMysql
+"""
+
+
+def split_additional_config(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Take every ``--additional-config FILE`` (or ``=FILE``) out of ``argv``."""
+    files, rest = [], []
+    items = iter(argv)
+    for arg in items:
+        if arg == "--additional-config":
+            value = next(items, None)
+            if value is None:
+                raise SystemExit("launch-task: --additional-config needs a file name")
+            files.append(value)
+        elif arg.startswith("--additional-config="):
+            files.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return files, rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        additional, luigi_args = split_additional_config(argv)
+        config.configure(additional)
+    except config.ConfigError as exc:
+        print(f"launch-task: {exc}", file=sys.stderr)
+        return 2
+    if not luigi_args or luigi_args[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print(USAGE_EXTRA)
+        if not luigi_args:
+            return 2
+
+    import pipeline.tasks  # noqa: F401  (registers the task classes with luigi)
+    from luigi.retcodes import run_with_retcodes
+
+    own_report_dir = report.ENV_VAR not in os.environ
+    if own_report_dir:
+        os.environ[report.ENV_VAR] = tempfile.mkdtemp(prefix="pipeline-report-")
+    status = 0
+    try:
+        run_with_retcodes(luigi_args)
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        print(report.format_summary(report.collect(os.environ[report.ENV_VAR])), file=sys.stderr)
+        if own_report_dir:
+            shutil.rmtree(os.environ.pop(report.ENV_VAR), ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

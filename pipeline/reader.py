@@ -1,0 +1,138 @@
+"""Streaming tracking-log reader: plain or gzip, local or S3, in batches of lines.
+
+Memory stays bounded whatever the file size: the file is read in blocks, and a line longer than
+``max_line_bytes`` is dropped (and counted) instead of being buffered whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from pipeline import fs
+
+try:  # igzip decompresses 5-10x faster than zlib; identical results
+    from isal import igzip as _gzip
+except ImportError:  # pragma: no cover - isal is a dependency, kept optional for clusters
+    import gzip as _gzip
+
+GZIP_MAGIC = b"\x1f\x8b"
+BLOCK_BYTES = 4 << 20
+DEFAULT_MAX_LINE_BYTES = 16 << 20
+LINE_TOO_LONG = "line too long"
+
+
+class InputFileError(Exception):
+    """A tracking log that cannot be read to its end (corrupt or truncated gzip, I/O error)."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+
+
+class _Peekable(io.RawIOBase):
+    """A read-only stream whose first bytes were already read to sniff the format."""
+
+    def __init__(self, head: bytes, stream: BinaryIO):
+        super().__init__()
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            count = min(len(self._head), len(view))
+            view[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._stream.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def open_log(url: str) -> Iterator[BinaryIO]:
+    """Open a tracking log for reading decompressed bytes; gzip is detected by content."""
+    raw = fs.open_read(url)
+    try:
+        head = raw.read(2)
+        stream = io.BufferedReader(_Peekable(head, raw), BLOCK_BYTES)
+        if head == GZIP_MAGIC:
+            yield _gzip.GzipFile(fileobj=stream, mode="rb")
+        else:
+            yield stream
+    finally:
+        raw.close()
+
+
+def iter_line_batches(
+    url: str,
+    counters: dict[str, int],
+    block_bytes: int = BLOCK_BYTES,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> Iterator[list[bytes]]:
+    """Yield lists of lines (without their newline) from ``url``.
+
+    Over-long lines are counted in ``counters[LINE_TOO_LONG]`` and skipped. Any read or
+    decompression error is raised as :class:`InputFileError` naming ``url``.
+    """
+    max_line_bytes = max(max_line_bytes, block_bytes)
+    carry = b""
+    dropping = False  # inside an over-long line: discard until the next newline
+    try:
+        with open_log(url) as stream:
+            while True:
+                block = stream.read(block_bytes)
+                if not block:
+                    break
+                if dropping:
+                    newline = block.find(b"\n")
+                    if newline < 0:
+                        continue
+                    block = block[newline + 1 :]
+                    dropping = False
+                lines = block.split(b"\n")
+                tail = lines.pop()  # the unfinished last line, b"" if the block ended a line
+                if not lines:
+                    carry += tail
+                else:
+                    if carry:
+                        first = carry + lines[0]
+                        if len(first) > max_line_bytes:
+                            counters[LINE_TOO_LONG] = counters.get(LINE_TOO_LONG, 0) + 1
+                            del lines[0]
+                        else:
+                            lines[0] = first
+                    carry = tail
+                if len(carry) > max_line_bytes:
+                    counters[LINE_TOO_LONG] = counters.get(LINE_TOO_LONG, 0) + 1
+                    carry = b""
+                    dropping = True
+                if lines:
+                    yield lines
+    except InputFileError:
+        raise
+    except (EOFError, OSError, zlib.error, ValueError) as exc:
+        raise InputFileError(url, _describe(exc)) from exc
+    except Exception as exc:  # isal raises its own error type for corrupt streams
+        if type(exc).__module__.startswith(("isal", "gzip")):
+            raise InputFileError(url, _describe(exc)) from exc
+        raise
+    if carry and not dropping:
+        yield [carry]
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, EOFError):
+        return f"truncated compressed file ({exc})"
+    return f"corrupt or unreadable file ({type(exc).__name__}: {exc})"

@@ -1,0 +1,57 @@
+"""What each task read and discarded, gathered for the end of a run.
+
+Tasks may run in other processes (luigi ``--workers``), so each task writes its record as a
+JSON file into the run's report directory (``$PIPELINE_REPORT_DIR``), set by ``launch-task`` and
+by the Prefect flow; :func:`collect` reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+ENV_VAR = "PIPELINE_REPORT_DIR"
+
+
+def record(task_id: str, data: dict) -> None:
+    directory = os.environ.get(ENV_VAR)
+    if not directory:
+        return
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", task_id)[:200] + ".json"
+    path = Path(directory) / name
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"task_id": task_id, **data}, sort_keys=True))
+    tmp.replace(path)
+
+
+def collect(directory: str | os.PathLike) -> list[dict]:
+    records = []
+    for path in sorted(Path(directory).glob("*.json")):
+        records.append(json.loads(path.read_text()))
+    return records
+
+
+def total_discards(records: list[dict]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for rec in records:
+        for reason, count in rec.get("discards", {}).items():
+            totals[reason] = totals.get(reason, 0) + count
+    return dict(sorted(totals.items()))
+
+
+def format_summary(records: list[dict]) -> str:
+    """A plain-text table of the run: one line per task that ran, then discards per reason."""
+    if not records:
+        return "No pipeline task finished in this run (already complete, or failed: see above)."
+    lines = ["Pipeline run summary:"]
+    for rec in records:
+        rate = rec["lines"] / rec["seconds"] if rec.get("seconds") else 0
+        lines.append(
+            f"  {rec['task']}: {rec['files']} files, {rec['lines']:,} lines, "
+            f"{rec['seconds']:.1f}s ({rate:,.0f} lines/s)"
+        )
+        for reason, count in rec.get("discards", {}).items():
+            lines.append(f"      discarded {count:,} ({reason})")
+    return "\n".join(lines)

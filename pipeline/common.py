@@ -14,7 +14,7 @@ import luigi
 from pipeline import engine, fs, report, selection
 from pipeline.reader import DEFAULT_MAX_LINE_BYTES
 
-log = logging.getLogger("luigi-interface")
+log = logging.getLogger(__name__)
 
 
 class UrlTarget(luigi.Target):

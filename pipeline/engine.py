@@ -21,9 +21,10 @@ from typing import Any
 
 from pipeline.selection import SelectedFile
 
-log = logging.getLogger("pipeline.engine")
+log = logging.getLogger(__name__)
 
 ENGINES = ("local", "hadoop", "emu")
+LOG_EVERY_SECONDS = 5.0
 
 
 @dataclass
@@ -93,15 +94,18 @@ def map_files(
     started = time.monotonic()
     done_files = done_bytes = done_lines = 0
     listeners = [cb for cb in (progress, *progress_listeners) if cb is not None]
+    last_logged = started
 
     def report(result: FileResult, size: int) -> None:
-        nonlocal done_files, done_bytes, done_lines
+        nonlocal done_files, done_bytes, done_lines, last_logged
         done_files += 1
         done_bytes += size
         done_lines += result.lines
         state = Progress(done_files, len(files), done_bytes, total_bytes, done_lines,
                          time.monotonic() - started)  # fmt: skip
-        log.info("progress: %s", state.describe())
+        if done_files == len(files) or state.elapsed - (last_logged - started) >= LOG_EVERY_SECONDS:
+            last_logged = time.monotonic()
+            log.info("progress: %s", state.describe())
         for listener in listeners:
             listener(state)
 

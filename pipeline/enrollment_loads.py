@@ -35,7 +35,7 @@ from pipeline.enrollments import (
     EnrollmentStateMixin,
 )
 
-log = logging.getLogger("luigi-interface")
+log = logging.getLogger(__name__)
 
 EDUCATION_LEVELS = {
     "el": "primary", "jhs": "junior_secondary", "hs": "secondary", "a": "associates",

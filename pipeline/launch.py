@@ -11,6 +11,7 @@ reason is printed at the end.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         if not luigi_args:
             return 2
 
+    _log_to_stderr()
     import pipeline.tasks  # noqa: F401  (registers the task classes with luigi)
     from luigi.retcodes import run_with_retcodes
 
@@ -75,6 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         if own_report_dir:
             shutil.rmtree(os.environ.pop(report.ENV_VAR), ignore_errors=True)
     return status
+
+
+def _log_to_stderr() -> None:
+    """Show the pipeline's own progress and discard lines next to luigi's log."""
+    logger = logging.getLogger("pipeline")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 if __name__ == "__main__":

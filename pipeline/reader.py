@@ -29,8 +29,12 @@ class InputFileError(Exception):
     """A tracking log that cannot be read to its end (corrupt or truncated gzip, I/O error)."""
 
     def __init__(self, url: str, reason: str):
-        super().__init__(f"{url}: {reason}")
+        super().__init__(url, reason)  # both kept in args: the error crosses process boundaries
         self.url = url
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.url}: {self.reason}"
 
 
 class _Peekable(io.RawIOBase):

@@ -1,0 +1,154 @@
+"""Upstream's enrollment acceptance case, reproduced through launch-task.
+
+ImportEnrollmentsIntoMysql over 2014-07-30..2014-08-07 with --overwrite-n-days 7 on upstream's
+own tracking log and LMS rows, against a real MariaDB and against the default SQLite file; the
+result tables and the enrollment summary must equal upstream's expected rows exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import json
+import shutil
+import sqlite3
+
+
+import pytest
+
+from tests.lms import DATA, load_lms_mariadb, load_lms_sqlite
+from tests.pipeline.conftest import Workspace
+
+TABLES = {
+    "course_enrollment_daily": "course_enrollment_daily.tsv",
+    "course_enrollment_mode_daily": "course_enrollment_mode_daily.tsv",
+    "course_enrollment_gender_daily": "course_enrollment_gender_daily.tsv",
+    "course_enrollment_birth_year_daily": "course_enrollment_birth_year_daily.tsv",
+    "course_enrollment_education_level_daily": "course_enrollment_education_level_daily.tsv",
+    "course_meta_summary_enrollment": "course_meta_summary_enrollment.catalog_disabled.tsv",
+}
+INTERVAL = "2014-07-30-2014-08-07"
+
+
+def expected_rows(table: str) -> tuple[list[str], list[tuple[str, ...]]]:
+    lines = (DATA / "expected_mysql" / TABLES[table]).read_text().splitlines()
+    header = lines[0].split("\t")
+    return header, sorted(tuple(line.split("\t")) for line in lines[1:])
+
+
+def as_text(value) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def prepare(workspace: Workspace) -> None:
+    log = (DATA / "input" / "enrollment_trends_tracking.log").read_bytes()
+    target = workspace.logs / "FakeServerGroup" / "tracking.log-20140730.gz"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(gzip.compress(log))
+
+
+def run_import(workspace: Workspace, *extra: str):
+    return workspace.launch(
+        "ImportEnrollmentsIntoMysql", "--local-scheduler", "--interval", INTERVAL,
+        "--overwrite-n-days", "7", *workspace.source_args(), "--expand-interval", "2 days", *extra,
+    )  # fmt: skip
+
+
+def check_summary(workspace: Workspace) -> None:
+    result = workspace.launch(
+        "CourseEnrollmentSummaryTask", "--local-scheduler", "--interval", INTERVAL,
+        "--overwrite-n-days", "7", *workspace.source_args(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.output
+    part = workspace.root / "warehouse" / "course_enrollment_summary" / "dt=2014-08-07" / "part-00000"
+    got = sorted(tuple("" if f == "\\N" else f for f in line.split("\t"))
+                 for line in part.read_text().splitlines())  # fmt: skip
+    with open(DATA / "output" / "acceptance_expected_d_user_course.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert sorted(tuple(row) for row in rows[1:]) == got
+
+
+def test_acceptance_on_the_default_sqlite_database(workspace: Workspace):
+    prepare(workspace)
+    load_lms_sqlite(workspace.root / "edxapp.sqlite")
+    result = run_import(workspace)
+    assert result.returncode == 0, result.output
+    connection = sqlite3.connect(workspace.root / "reports.sqlite")
+    for table in TABLES:
+        header, expected = expected_rows(table)
+        columns = ", ".join(f"`{c}`" for c in header)
+        got = sorted(tuple(as_text(v) for v in row)
+                     for row in connection.execute(f"SELECT {columns} FROM `{table}`"))  # fmt: skip
+        assert got == expected, table
+    check_summary(workspace)
+
+
+@pytest.mark.slow
+def test_acceptance_on_mariadb(workspace: Workspace, mariadb):
+    if shutil.which("mariadb") is None:  # pragma: no cover - the fixture fails first
+        pytest.fail("mariadb client missing: apt-get install mariadb-server")
+    prepare(workspace)
+    load_lms_mariadb(mariadb, "edxapp")
+    credentials = mariadb.write_credentials(workspace.root / "output.json")
+    config = workspace.root / "acceptance.cfg"
+    config.write_text(
+        "[database-export]\ndatabase = reports\n"
+        f"credentials = {credentials}\n"
+        "[database-import]\ndatabase = edxapp\n"
+        f"credentials = {credentials}\n"
+    )
+    result = run_import(workspace, "--additional-config", str(config))
+    assert result.returncode == 0, result.output
+    assert not (workspace.root / "reports.sqlite").exists()
+    connection = mariadb.connect("reports")
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            header, expected = expected_rows(table)
+            cursor.execute(f"SELECT {', '.join(f'`{c}`' for c in header)} FROM `{table}`")
+            got = sorted(tuple(as_text(v) for v in row) for row in cursor.fetchall())
+            assert got == expected, table
+        # a second run with the same parameters finds every load done and changes nothing
+        cursor.execute("SELECT COUNT(*) FROM table_updates")
+        (markers,) = cursor.fetchone()
+    again = run_import(workspace, "--additional-config", str(config))
+    assert again.returncode == 0, again.output
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM table_updates")
+        assert cursor.fetchone() == (markers,)
+    assert json.loads(credentials.read_text())["password"] not in again.output
+    check_summary(workspace)
+
+
+def test_missing_lms_database_is_named(workspace: Workspace):
+    prepare(workspace)
+    result = run_import(workspace)
+    assert result.returncode != 0
+    assert "edxapp.sqlite does not exist" in result.stderr
+    # the failed loads are not marked done: nothing in the result database says otherwise
+    reports = workspace.root / "reports.sqlite"
+    if reports.exists():
+        connection = sqlite3.connect(reports)
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+        if "table_updates" in tables:
+            loaded = {r[0] for r in connection.execute("SELECT target_table FROM table_updates")}
+            assert not loaded & {"course_enrollment_gender_daily", "course_meta_summary_enrollment"}
+
+
+def test_bad_credentials_file_is_named_without_secrets(workspace: Workspace):
+    prepare(workspace)
+    load_lms_sqlite(workspace.root / "edxapp.sqlite")
+    bad = workspace.root / "creds.json"
+    bad.write_text(json.dumps({"host": "127.0.0.1", "password": "s3cret-value"}))
+    result = run_import(workspace, "--credentials", str(bad))
+    assert result.returncode != 0
+    assert f"credentials {bad}: missing username" in result.stderr
+    assert "s3cret-value" not in result.output
+
+

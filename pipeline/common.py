@@ -53,9 +53,13 @@ class EventLogSelectionMixin:
 
     def selected_files(self, interval) -> list[selection.SelectedFile]:
         files = selection.select_files(
-            self.source, self.pattern, interval.date_a, interval.date_b,
-            self.expand_interval, self.date_pattern,
-        )  # fmt: skip
+            self.source,
+            self.pattern,
+            interval.date_a,
+            interval.date_b,
+            self.expand_interval,
+            self.date_pattern,
+        )
         log.info("%s: %d input files for %s", self.task_family, len(files), interval)
         return files
 
@@ -113,11 +117,21 @@ class ReportingMixin:
         kept = {k: v for k, v in sorted(discards.items()) if v}
         log.info(
             "%s: %d files, %d lines in %.1fs (%.0f lines/s); discarded: %s",
-            self.task_family, files, lines, seconds, lines / seconds if seconds else 0,
+            self.task_family,
+            files,
+            lines,
+            seconds,
+            lines / seconds if seconds else 0,
             ", ".join(f"{k}={v}" for k, v in kept.items()) or "none",
-        )  # fmt: skip
+        )
         report.record(
             self.task_id,
-            {"task": self.task_family, "files": files, "lines": lines, "seconds": round(seconds, 3),
-             "discards": kept, **extra},
-        )  # fmt: skip
+            {
+                "task": self.task_family,
+                "files": files,
+                "lines": lines,
+                "seconds": round(seconds, 3),
+                "discards": kept,
+                **extra,
+            },
+        )

@@ -96,9 +96,13 @@ def settings_from(database: str, credentials: str | None, section: str) -> Datab
     except (TypeError, ValueError) as exc:
         raise DatabaseError(f"[{section}] credentials {credentials}: port is not a number") from exc
     return DatabaseSettings(
-        "mysql", database, host=str(raw["host"]), port=port,
-        username=str(raw["username"]), password=str(raw["password"]),
-    )  # fmt: skip
+        "mysql",
+        database,
+        host=str(raw["host"]),
+        port=port,
+        username=str(raw["username"]),
+        password=str(raw["password"]),
+    )
 
 
 class Database:
@@ -141,10 +145,17 @@ class Database:
 
         def open_mysql(database):
             return pymysql.connect(
-                host=s.host, port=s.port, user=s.username, password=s.password,
-                database=database, charset="utf8mb4", autocommit=True, connect_timeout=30,
-                read_timeout=600, write_timeout=600,
-            )  # fmt: skip
+                host=s.host,
+                port=s.port,
+                user=s.username,
+                password=s.password,
+                database=database,
+                charset="utf8mb4",
+                autocommit=True,
+                connect_timeout=30,
+                read_timeout=600,
+                write_timeout=600,
+            )
 
         try:
             return open_mysql(s.database)
@@ -155,30 +166,34 @@ class Database:
         try:
             bootstrap = open_mysql(None)
             with bootstrap.cursor() as cursor:
-                cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{s.database}` CHARACTER SET utf8mb4")
+                cursor.execute(
+                    f"CREATE DATABASE IF NOT EXISTS `{s.database}` CHARACTER SET utf8mb4"
+                )
             bootstrap.close()
             return open_mysql(s.database)
         except pymysql.err.MySQLError as exc:
             raise DatabaseError(f"{s.describe()}: {exc.args[-1]}") from exc
 
     # --- schema -----------------------------------------------------------------------------
-    def create_table_sql(self, table: TableSpec) -> str:
-        columns = [f"`{c.name}` {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in table.columns]
+    @property
+    def _id_column(self) -> str:
         if self.is_mysql:
-            key = "`id` INT NOT NULL AUTO_INCREMENT PRIMARY KEY"
-            tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-        else:
-            key = "`id` INTEGER PRIMARY KEY AUTOINCREMENT"
-            tail = ""
+            return "`id` INT NOT NULL AUTO_INCREMENT PRIMARY KEY"
+        return "`id` INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def create_table_sql(self, table: TableSpec) -> str:
+        columns = [
+            f"`{c.name}` {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in table.columns
+        ]
         created = "`created` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP"
-        return f"CREATE TABLE IF NOT EXISTS `{table.name}` ({', '.join([key, *columns, created])}){tail}"
+        body = ", ".join([self._id_column, *columns, created])
+        tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" if self.is_mysql else ""
+        return f"CREATE TABLE IF NOT EXISTS `{table.name}` ({body}){tail}"
 
     def _ensure_marker_table(self, cursor) -> None:
-        key = ("`id` INT NOT NULL AUTO_INCREMENT PRIMARY KEY" if self.is_mysql
-               else "`id` INTEGER PRIMARY KEY AUTOINCREMENT")  # fmt: skip
         cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS `{MARKER_TABLE}` ({key}, `update_id` VARCHAR(255) NOT NULL, "
-            "`target_table` VARCHAR(128) NOT NULL, "
+            f"CREATE TABLE IF NOT EXISTS `{MARKER_TABLE}` ({self._id_column}, "
+            "`update_id` VARCHAR(255) NOT NULL, `target_table` VARCHAR(128) NOT NULL, "
             "`inserted` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)"
         )
 
@@ -208,7 +223,7 @@ class Database:
         return cursor.fetchone() is not None
 
     def replace_rows(self, table: TableSpec, rows: Iterable[Sequence], update_id: str) -> int:
-        """Replace every row of ``table`` with ``rows`` and mark ``update_id`` loaded, atomically."""
+        """Replace all rows of ``table`` with ``rows`` and mark ``update_id`` loaded, atomically."""
         names = ", ".join(f"`{n}`" for n in table.column_names)
         marks = ", ".join([self.placeholder] * len(table.columns))
         insert = f"INSERT INTO `{table.name}` ({names}) VALUES ({marks})"

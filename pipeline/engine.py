@@ -101,8 +101,9 @@ def map_files(
         done_files += 1
         done_bytes += size
         done_lines += result.lines
-        state = Progress(done_files, len(files), done_bytes, total_bytes, done_lines,
-                         time.monotonic() - started)  # fmt: skip
+        state = Progress(
+            done_files, len(files), done_bytes, total_bytes, done_lines, time.monotonic() - started
+        )
         if done_files == len(files) or state.elapsed - (last_logged - started) >= LOG_EVERY_SECONDS:
             last_logged = time.monotonic()
             log.info("progress: %s", state.describe())

@@ -38,10 +38,18 @@ from pipeline.enrollments import (
 log = logging.getLogger(__name__)
 
 EDUCATION_LEVELS = {
-    "el": "primary", "jhs": "junior_secondary", "hs": "secondary", "a": "associates",
-    "b": "bachelors", "m": "masters", "p": "doctorate", "p_se": "doctorate",
-    "p_oth": "doctorate", "none": "none", "other": "other",
-}  # fmt: skip
+    "el": "primary",
+    "jhs": "junior_secondary",
+    "hs": "secondary",
+    "a": "associates",
+    "b": "bachelors",
+    "m": "masters",
+    "p": "doctorate",
+    "p_se": "doctorate",
+    "p_oth": "doctorate",
+    "none": "none",
+    "other": "other",
+}
 
 _COURSE = Column("course_id", "VARCHAR(255)", nullable=False)
 _DATE = Column("date", "DATE", nullable=False)
@@ -104,7 +112,10 @@ def _add(totals: dict, key: tuple, at_end: int) -> None:
 
 
 def _rows(totals: dict) -> list[tuple]:
-    return [(*key, count, cumulative) for key, (count, cumulative) in sorted(totals.items(), key=_sort_key)]
+    return [
+        (*key, count, cumulative)
+        for key, (count, cumulative) in sorted(totals.items(), key=_sort_key)
+    ]
 
 
 def _sort_key(item):
@@ -125,8 +136,9 @@ def mode_counts(rows: Iterable[tuple]) -> list[tuple]:
     return _rows(totals)
 
 
-def demographic_counts(rows: Iterable[tuple], attribute: dict[str, object],
-                       only_date: str | None = None) -> list[tuple]:  # fmt: skip
+def demographic_counts(
+    rows: Iterable[tuple], attribute: dict[str, object], only_date: str | None = None
+) -> list[tuple]:
     """Counts per (date, course, the user's attribute); users without one count under NULL."""
     totals: dict = {}
     for date, course_id, user_id, at_end, _change, _mode in rows:
@@ -136,7 +148,9 @@ def demographic_counts(rows: Iterable[tuple], attribute: dict[str, object],
     return _rows(totals)
 
 
-def meta_summary(rows: Iterable[tuple], last_date: str, passing: set[tuple[str, str]]) -> list[tuple]:
+def meta_summary(
+    rows: Iterable[tuple], last_date: str, passing: set[tuple[str, str]]
+) -> list[tuple]:
     week_before = (dt.date.fromisoformat(last_date) - dt.timedelta(days=7)).isoformat()
     now: dict = {}
     before: dict[tuple, int] = {}
@@ -151,8 +165,22 @@ def meta_summary(rows: Iterable[tuple], last_date: str, passing: set[tuple[str, 
     out = []
     for (course_id, mode), (count, cumulative) in sorted(now.items()):
         change = count - before.get((course_id, mode), 0)
-        out.append((course_id, None, None, None, None, None, None, mode, count, change, cumulative,
-                    passing_users.get((course_id, mode), 0)))  # fmt: skip
+        out.append(
+            (
+                course_id,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                mode,
+                count,
+                change,
+                cumulative,
+                passing_users.get((course_id, mode), 0),
+            )
+        )
     return out
 
 
@@ -181,10 +209,14 @@ class ResultDatabaseMixin:
     )
 
     def result_database(self) -> Database:
-        return Database(settings_from(self.database, self.credentials, "database-export"), create=True)
+        return Database(
+            settings_from(self.database, self.credentials, "database-export"), create=True
+        )
 
     def lms_database(self) -> Database:
-        return Database(settings_from(self.import_database, self.import_credentials, "database-import"))
+        return Database(
+            settings_from(self.import_database, self.import_credentials, "database-import")
+        )
 
 
 class DatabaseLoadTarget(luigi.Target):
@@ -204,12 +236,17 @@ class EnrollmentTableLoad(EnrollmentStateMixin, ResultDatabaseMixin, ReportingMi
 
     def requires(self):
         return CourseEnrollmentTask(
-            interval=self.interval, overwrite_n_days=self.overwrite_n_days,
-            warehouse_path=self.warehouse_path, source=self.source, pattern=self.pattern,
-            expand_interval=self.expand_interval, date_pattern=self.date_pattern,
-            mapreduce_engine=self.mapreduce_engine, processes=self.processes,
+            interval=self.interval,
+            overwrite_n_days=self.overwrite_n_days,
+            warehouse_path=self.warehouse_path,
+            source=self.source,
+            pattern=self.pattern,
+            expand_interval=self.expand_interval,
+            date_pattern=self.date_pattern,
+            mapreduce_engine=self.mapreduce_engine,
+            processes=self.processes,
             max_line_bytes=self.max_line_bytes,
-        )  # fmt: skip
+        )
 
     def output(self):
         return DatabaseLoadTarget(self.result_database(), self.table.name, self.task_id)
@@ -230,8 +267,13 @@ class EnrollmentTableLoad(EnrollmentStateMixin, ResultDatabaseMixin, ReportingMi
         rows = self.compute()
         database = self.result_database()
         loaded = database.replace_rows(self.table, rows, self.task_id)
-        log.info("%s: loaded %d rows into %s (%s)", self.task_family, loaded, self.table.name,
-                 database.settings.describe())  # fmt: skip
+        log.info(
+            "%s: loaded %d rows into %s (%s)",
+            self.task_family,
+            loaded,
+            self.table.name,
+            database.settings.describe(),
+        )
         self.record_run(started, 1, 0, {}, table=self.table.name, rows=loaded)
 
 
@@ -282,7 +324,9 @@ class EnrollmentByEducationLevelTask(LmsProfileMixin, EnrollmentTableLoad):
     table = EDUCATION_DAILY
 
     def compute(self):
-        levels = {u: EDUCATION_LEVELS.get(v) for u, v in self.profiles("level_of_education").items()}
+        levels = {
+            u: EDUCATION_LEVELS.get(v) for u, v in self.profiles("level_of_education").items()
+        }
         return demographic_counts(state_rows(self.state_file), levels, only_date=self.last_date)
 
 

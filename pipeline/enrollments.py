@@ -185,8 +185,9 @@ class CourseEnrollmentEventsTask(
                 for row in sorted(by_date[date]):
                     out.write("\t".join(row) + "\n")
         self._ran = True
-        self.record_run(started, nfiles, lines, discards,
-                        events=sum(len(rows) for rows in by_date.values()))  # fmt: skip
+        self.record_run(
+            started, nfiles, lines, discards, events=sum(len(rows) for rows in by_date.values())
+        )
 
 
 def read_day_files(urls: Iterable[str]) -> Iterator[tuple[str, ...]]:
@@ -198,9 +199,7 @@ def read_day_files(urls: Iterable[str]) -> Iterator[tuple[str, ...]]:
             yield fields
 
 
-class EnrollmentStateMixin(
-    EventLogSelectionMixin, EngineMixin, WarehouseMixin, ReportingMixin
-):
+class EnrollmentStateMixin(EventLogSelectionMixin, EngineMixin, WarehouseMixin, ReportingMixin):
     """Inputs shared by the daily-state and summary tasks: the interval's day files, with the
     last ``overwrite_n_days`` days extracted again from the raw logs."""
 
@@ -214,7 +213,9 @@ class EnrollmentStateMixin(
     def refresh_window(self):
         if self.overwrite_n_days < 0:
             raise ValueError(f"--overwrite-n-days {self.overwrite_n_days}: must be 0 or more")
-        start = max(self.interval.date_a, self.interval.date_b - dt.timedelta(self.overwrite_n_days))
+        start = max(
+            self.interval.date_a, self.interval.date_b - dt.timedelta(self.overwrite_n_days)
+        )
         return Custom(start, self.interval.date_b)
 
     def requires(self):
@@ -222,11 +223,17 @@ class EnrollmentStateMixin(
         if window.date_a >= window.date_b:
             return []
         return CourseEnrollmentEventsTask(
-            interval=window, overwrite=True, warehouse_path=self.warehouse_path,
-            source=self.source, pattern=self.pattern, expand_interval=self.expand_interval,
-            date_pattern=self.date_pattern, mapreduce_engine=self.mapreduce_engine,
-            processes=self.processes, max_line_bytes=self.max_line_bytes,
-        )  # fmt: skip
+            interval=window,
+            overwrite=True,
+            warehouse_path=self.warehouse_path,
+            source=self.source,
+            pattern=self.pattern,
+            expand_interval=self.expand_interval,
+            date_pattern=self.date_pattern,
+            mapreduce_engine=self.mapreduce_engine,
+            processes=self.processes,
+            max_line_bytes=self.max_line_bytes,
+        )
 
     def existing_day_files(self) -> list[str]:
         """Day files of the interval: the refreshed window's, and older ones where present."""
@@ -286,7 +293,8 @@ def summary_row(group: list[tuple], date_b: dt.date) -> tuple | None:
     state = 0
     first_time = first_mode = last_unenroll = current_mode = None
     first_verified = first_credit = None
-    for course_id, user_id, stamp, event_type, mode in group:
+    course_id, user_id = group[0][:2]
+    for _course, _user, stamp, event_type, mode in group:
         mode_set = False
         if event_type == ACTIVATED and state == 0:
             state = 1
@@ -305,10 +313,17 @@ def summary_row(group: list[tuple], date_b: dt.date) -> tuple | None:
     if first_time is None:
         return None
     return (
-        course_id, user_id, current_mode, state, first_mode, _datetime(first_time),
-        _datetime(last_unenroll), _datetime(first_verified), _datetime(first_credit),
+        course_id,
+        user_id,
+        current_mode,
+        state,
+        first_mode,
+        _datetime(first_time),
+        _datetime(last_unenroll),
+        _datetime(first_verified),
+        _datetime(first_credit),
         f"{date_b.isoformat()} 00:00:00.000000",
-    )  # fmt: skip
+    )
 
 
 def _datetime(stamp: str | None) -> str:

@@ -170,7 +170,9 @@ def remove(url: str) -> None:
         bucket, prefix = split_s3(url)
         keys = [{"Key": u[len(S3_PREFIX) + len(bucket) + 1 :]} for u, _ in _list_all_keys(url)]
         for start in range(0, len(keys), 1000):
-            s3_client().delete_objects(Bucket=bucket, Delete={"Objects": keys[start : start + 1000]})
+            s3_client().delete_objects(
+                Bucket=bucket, Delete={"Objects": keys[start : start + 1000]}
+            )
         return
     if os.path.isdir(url):
         shutil.rmtree(url)

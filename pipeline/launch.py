@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     _log_to_stderr()
-    import pipeline.tasks  # noqa: F401  (registers the task classes with luigi)
     from luigi.retcodes import run_with_retcodes
+
+    import pipeline.tasks  # noqa: F401  (registers the task classes with luigi)
 
     own_report_dir = report.ENV_VAR not in os.environ
     if own_report_dir:

@@ -1,4 +1,4 @@
-"""Which tracking-log files a task reads for an interval (upstream's PathSelectionByDateIntervalTask).
+"""Which tracking-log files a task reads for an interval.
 
 1. widen the interval by ``expand_interval`` on both sides;
 2. list every file under each source, recursively;
@@ -36,7 +36,9 @@ def parse_expand_interval(text: str | dt.timedelta) -> dt.timedelta:
         return text
     match = _DURATION.match(str(text))
     if not match:
-        raise SelectionError(f"expand_interval {text!r}: expected e.g. '2 days', '1 week', '12 hours'")
+        raise SelectionError(
+            f"expand_interval {text!r}: expected e.g. '2 days', '1 week', '12 hours'"
+        )
     amount, unit = int(match.group(1)), (match.group(2) or "days").lower()
     if unit.startswith("w"):
         return dt.timedelta(weeks=amount)
@@ -51,7 +53,9 @@ def compile_patterns(patterns: Iterable[str]) -> list[re.Pattern]:
         try:
             compiled.append(re.compile(pattern))
         except re.error as exc:
-            raise SelectionError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+            raise SelectionError(
+                f"pattern {pattern!r} is not a valid regular expression: {exc}"
+            ) from exc
     if not compiled:
         raise SelectionError("no pattern given: set [event-logs] pattern or --pattern")
     return compiled

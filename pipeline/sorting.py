@@ -29,7 +29,9 @@ def _read_run(path: str) -> Iterator[tuple[str, ...]]:
             yield tuple(line[:-1].split("\t"))
 
 
-def sorted_rows(rows: Iterable[tuple[str, ...]], run_rows: int = DEFAULT_RUN_ROWS) -> Iterator[tuple]:
+def sorted_rows(
+    rows: Iterable[tuple[str, ...]], run_rows: int = DEFAULT_RUN_ROWS
+) -> Iterator[tuple]:
     """Yield ``rows`` in tuple order using at most about ``run_rows`` rows of memory."""
     buffer: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="pipeline-sort-") as directory:

@@ -83,8 +83,14 @@ class TotalEventsDailyTask(EventLogSelectionMixin, EngineMixin, ReportingMixin, 
                 out.write(f"{date}\t{totals[date]}\n")
         with fs.atomic_write(self.output().url) as marker:
             marker.write("")
-        self.record_run(started, nfiles, lines, discards, events=sum(totals.values()),
-                        events_per_day=dict(sorted(totals.items())))  # fmt: skip
+        self.record_run(
+            started,
+            nfiles,
+            lines,
+            discards,
+            events=sum(totals.values()),
+            events_per_day=dict(sorted(totals.items())),
+        )
 
     def _clear_previous_attempt(self) -> None:
         # Leftover part files (ours, or an upstream Hadoop run's) would be summed twice by the
@@ -158,11 +164,16 @@ class TotalEventsReportWorkflow(EventLogSelectionMixin, EngineMixin, TotalEvents
 
     def requires(self):
         return TotalEventsDailyTask(
-            interval=self.interval, output_root=self.counts, source=self.source,
-            pattern=self.pattern, expand_interval=self.expand_interval,
-            date_pattern=self.date_pattern, mapreduce_engine=self.mapreduce_engine,
-            processes=self.processes, max_line_bytes=self.max_line_bytes,
-        )  # fmt: skip
+            interval=self.interval,
+            output_root=self.counts,
+            source=self.source,
+            pattern=self.pattern,
+            expand_interval=self.expand_interval,
+            date_pattern=self.date_pattern,
+            mapreduce_engine=self.mapreduce_engine,
+            processes=self.processes,
+            max_line_bytes=self.max_line_bytes,
+        )
 
     def counts_location(self) -> str:
         # The daily task writes a directory: read it as one even without the trailing '/'.

@@ -55,8 +55,12 @@ class Workspace:
         environment.pop("LUIGI_CONFIG_PATH", None)
         proc = subprocess.run(
             [sys.executable, "-m", "pipeline.launch", *args],
-            cwd=self.root, env=environment, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            cwd=self.root,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         return LaunchResult(proc.returncode, proc.stdout, proc.stderr)
 
     def source_args(self, pattern: str = GZ_PATTERN) -> list[str]:

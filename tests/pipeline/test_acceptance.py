@@ -14,7 +14,6 @@ import json
 import shutil
 import sqlite3
 
-
 import pytest
 
 from tests.lms import DATA, load_lms_mariadb, load_lms_sqlite
@@ -56,20 +55,37 @@ def prepare(workspace: Workspace) -> None:
 
 def run_import(workspace: Workspace, *extra: str):
     return workspace.launch(
-        "ImportEnrollmentsIntoMysql", "--local-scheduler", "--interval", INTERVAL,
-        "--overwrite-n-days", "7", *workspace.source_args(), "--expand-interval", "2 days", *extra,
-    )  # fmt: skip
+        "ImportEnrollmentsIntoMysql",
+        "--local-scheduler",
+        "--interval",
+        INTERVAL,
+        "--overwrite-n-days",
+        "7",
+        *workspace.source_args(),
+        "--expand-interval",
+        "2 days",
+        *extra,
+    )
 
 
 def check_summary(workspace: Workspace) -> None:
     result = workspace.launch(
-        "CourseEnrollmentSummaryTask", "--local-scheduler", "--interval", INTERVAL,
-        "--overwrite-n-days", "7", *workspace.source_args(),
-    )  # fmt: skip
+        "CourseEnrollmentSummaryTask",
+        "--local-scheduler",
+        "--interval",
+        INTERVAL,
+        "--overwrite-n-days",
+        "7",
+        *workspace.source_args(),
+    )
     assert result.returncode == 0, result.output
-    part = workspace.root / "warehouse" / "course_enrollment_summary" / "dt=2014-08-07" / "part-00000"
-    got = sorted(tuple("" if f == "\\N" else f for f in line.split("\t"))
-                 for line in part.read_text().splitlines())  # fmt: skip
+    part = (
+        workspace.root / "warehouse" / "course_enrollment_summary" / "dt=2014-08-07" / "part-00000"
+    )
+    got = sorted(
+        tuple("" if f == "\\N" else f for f in line.split("\t"))
+        for line in part.read_text().splitlines()
+    )
     with open(DATA / "output" / "acceptance_expected_d_user_course.csv", newline="") as handle:
         rows = list(csv.reader(handle))
     assert sorted(tuple(row) for row in rows[1:]) == got
@@ -84,8 +100,10 @@ def test_acceptance_on_the_default_sqlite_database(workspace: Workspace):
     for table in TABLES:
         header, expected = expected_rows(table)
         columns = ", ".join(f"`{c}`" for c in header)
-        got = sorted(tuple(as_text(v) for v in row)
-                     for row in connection.execute(f"SELECT {columns} FROM `{table}`"))  # fmt: skip
+        got = sorted(
+            tuple(as_text(v) for v in row)
+            for row in connection.execute(f"SELECT {columns} FROM `{table}`")
+        )
         assert got == expected, table
     check_summary(workspace)
 
@@ -150,5 +168,3 @@ def test_bad_credentials_file_is_named_without_secrets(workspace: Workspace):
     assert result.returncode != 0
     assert f"credentials {bad}: missing username" in result.stderr
     assert "s3cret-value" not in result.output
-
-

@@ -4,10 +4,23 @@ import threading
 
 import pytest
 
-from pipeline.database import Column, Database, DatabaseError, DatabaseSettings, TableSpec, settings_from
+from pipeline.database import (
+    Column,
+    Database,
+    DatabaseError,
+    DatabaseSettings,
+    TableSpec,
+    settings_from,
+)
 
-TABLE = TableSpec("course_enrollment_daily", (Column("course_id", "VARCHAR(255)", False),
-                                              Column("date", "DATE", False), Column("count", "INT")))  # fmt: skip
+TABLE = TableSpec(
+    "course_enrollment_daily",
+    (
+        Column("course_id", "VARCHAR(255)", False),
+        Column("date", "DATE", False),
+        Column("count", "INT"),
+    ),
+)
 
 
 def rows(n, course="a/b/c"):
@@ -17,8 +30,10 @@ def rows(n, course="a/b/c"):
 @pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.slow)])
 def database(request, tmp_path):
     if request.param == "sqlite":
-        return Database(DatabaseSettings("sqlite", "reports", sqlite_path=str(tmp_path / "r.sqlite")),
-                        create=True)  # fmt: skip
+        return Database(
+            DatabaseSettings("sqlite", "reports", sqlite_path=str(tmp_path / "r.sqlite")),
+            create=True,
+        )
     server = request.getfixturevalue("mariadb")
     creds = server.write_credentials(tmp_path / "creds.json")
     return Database(settings_from("reports", str(creds), "database-export"), create=True)

@@ -9,8 +9,9 @@ from pipeline import enrollments as e
 DATES = frozenset(["2014-08-01", "2014-08-02"])
 
 
-def enrollment(event_type="edx.course.enrollment.activated", time="2014-08-01T10:00:00.123456+00:00",
-               **data):  # fmt: skip
+def enrollment(
+    event_type="edx.course.enrollment.activated", time="2014-08-01T10:00:00.123456+00:00", **data
+):
     payload = {"course_id": "edX/DemoX/Demo_Course", "user_id": 7, "mode": "honor"} | data
     return {"event_type": event_type, "time": time, "event": payload, "event_source": "server"}
 
@@ -18,8 +19,13 @@ def enrollment(event_type="edx.course.enrollment.activated", time="2014-08-01T10
 def test_extracted_row_has_upstream_columns():
     date, row = e.enrollment_row(enrollment(), DATES)
     assert date == "2014-08-01"
-    assert row == ("edX/DemoX/Demo_Course", "7", "2014-08-01T10:00:00.123456",
-                   "edx.course.enrollment.activated", "honor")  # fmt: skip
+    assert row == (
+        "edX/DemoX/Demo_Course",
+        "7",
+        "2014-08-01T10:00:00.123456",
+        "edx.course.enrollment.activated",
+        "honor",
+    )
 
 
 @pytest.mark.parametrize(
@@ -88,10 +94,16 @@ def test_unusable_enrollment_events_are_discarded_with_a_reason(change, reason):
 
 @pytest.mark.parametrize(
     "course_id, valid",
-    [("edX/DemoX/Demo_Course", True), ("course-v1:edX+DemoX+Demo_Course", True),
-     ("course-v1:edX+DemoX", False), ("edX/DemoX", False), ("edX/Demo X/run", False),
-     ("", False), ("course-v1:Org.1+Course-2~x+2T2017:a", True)],
-)  # fmt: skip
+    [
+        ("edX/DemoX/Demo_Course", True),
+        ("course-v1:edX+DemoX+Demo_Course", True),
+        ("course-v1:edX+DemoX", False),
+        ("edX/DemoX", False),
+        ("edX/Demo X/run", False),
+        ("", False),
+        ("course-v1:Org.1+Course-2~x+2T2017:a", True),
+    ],
+)
 def test_course_id_forms(course_id, valid):
     assert e.is_valid_course_id(course_id) is valid
 
@@ -117,31 +129,40 @@ def test_one_row_per_day_from_first_event_to_the_day_before_date_b():
 
 
 def test_same_day_enroll_and_unenroll_nets_to_no_change():
-    assert states(("2014-08-02T10:00:00.000000", A, "honor"),
-                  ("2014-08-02T11:00:00.000000", D, "honor"), end="2014-08-04") == [
+    assert states(
+        ("2014-08-02T10:00:00.000000", A, "honor"),
+        ("2014-08-02T11:00:00.000000", D, "honor"),
+        end="2014-08-04",
+    ) == [
         ("2014-08-02", 0, 0, "honor"),
         ("2014-08-03", 0, 0, "honor"),
-    ]  # fmt: skip
+    ]
 
 
 def test_change_is_relative_to_the_previous_emitted_day():
-    assert states(("2014-08-01T10:00:00.000000", A, "audit"),
-                  ("2014-08-03T10:00:00.000000", D, "audit"), end="2014-08-05") == [
+    assert states(
+        ("2014-08-01T10:00:00.000000", A, "audit"),
+        ("2014-08-03T10:00:00.000000", D, "audit"),
+        end="2014-08-05",
+    ) == [
         ("2014-08-01", 1, 1, "audit"),
         ("2014-08-02", 1, 0, "audit"),
         ("2014-08-03", 0, -1, "audit"),
         ("2014-08-04", 0, 0, "audit"),
-    ]  # fmt: skip
+    ]
 
 
 def test_duplicate_activations_and_stray_deactivations_change_nothing_but_the_mode():
-    assert states(("2014-08-01T10:00:00.000000", D, "verified"),
-                  ("2014-08-02T10:00:00.000000", A, "honor"),
-                  ("2014-08-03T10:00:00.000000", A, "audit"), end="2014-08-04") == [
+    assert states(
+        ("2014-08-01T10:00:00.000000", D, "verified"),
+        ("2014-08-02T10:00:00.000000", A, "honor"),
+        ("2014-08-03T10:00:00.000000", A, "audit"),
+        end="2014-08-04",
+    ) == [
         ("2014-08-01", 0, 0, "verified"),
         ("2014-08-02", 1, 1, "honor"),
         ("2014-08-03", 1, 0, "audit"),
-    ]  # fmt: skip
+    ]
 
 
 def test_mode_changed_sets_only_the_mode():
@@ -166,15 +187,31 @@ def summary(*events, end="2014-08-05"):
 
 
 def test_summary_tracks_first_enrollment_last_unenrollment_and_current_mode():
-    row = summary(("2014-08-01T10:00:00.000000", A, "audit"),
-                  ("2014-08-02T10:00:00.000000", M, "verified"),
-                  ("2014-08-03T10:00:00.000000", D, "honor"),
-                  ("2014-08-04T10:00:00.000000", M, "credit"))  # fmt: skip
-    assert row == ("c/o/r", "1", "verified", 0, "audit", "2014-08-01 10:00:00.000000",
-                   "2014-08-03 10:00:00.000000", "2014-08-02 10:00:00.000000", "\\N",
-                   "2014-08-05 00:00:00.000000")  # fmt: skip
+    row = summary(
+        ("2014-08-01T10:00:00.000000", A, "audit"),
+        ("2014-08-02T10:00:00.000000", M, "verified"),
+        ("2014-08-03T10:00:00.000000", D, "honor"),
+        ("2014-08-04T10:00:00.000000", M, "credit"),
+    )
+    assert row == (
+        "c/o/r",
+        "1",
+        "verified",
+        0,
+        "audit",
+        "2014-08-01 10:00:00.000000",
+        "2014-08-03 10:00:00.000000",
+        "2014-08-02 10:00:00.000000",
+        "\\N",
+        "2014-08-05 00:00:00.000000",
+    )
 
 
 def test_summary_has_no_row_without_a_valid_activation():
-    assert summary(("2014-08-01T10:00:00.000000", D, "honor"),
-                   ("2014-08-02T10:00:00.000000", M, "verified")) is None  # fmt: skip
+    assert (
+        summary(
+            ("2014-08-01T10:00:00.000000", D, "honor"),
+            ("2014-08-02T10:00:00.000000", M, "verified"),
+        )
+        is None
+    )

@@ -20,7 +20,9 @@ def test_plain_event_counts_under_its_date():
 
 
 def test_date_is_the_time_text_before_T_without_timezone_conversion():
-    counts, _ = count([b'{"time": "2014-01-03T01:00:00-05:00"}', b'{"time": "2014-01-03T23:59:59+09:00"}'])
+    counts, _ = count(
+        [b'{"time": "2014-01-03T01:00:00-05:00"}', b'{"time": "2014-01-03T23:59:59+09:00"}']
+    )
     assert counts == {"2014-01-03": 2}
 
 
@@ -89,7 +91,9 @@ def test_unusable_lines_are_counted_by_reason_never_raised(line, reason):
 def test_fast_and_lenient_paths_agree_on_duplicate_keys():
     counts, _ = count([b'{"time": "2014-01-01T00:00:00", "time": "2014-01-02T00:00:00"}'])
     assert counts == {"2014-01-02": 1}
-    counts, _ = count([b'{"time": "2014-01-01T00:00:00", "x": "\x01", "time": "2014-01-02T00:00:00"}'])
+    counts, _ = count(
+        [b'{"time": "2014-01-01T00:00:00", "x": "\x01", "time": "2014-01-02T00:00:00"}']
+    )
     assert counts == {"2014-01-02": 1}
 
 

@@ -9,7 +9,9 @@ from pipeline import reader
 
 def read_all(path, **kwargs):
     counters = {}
-    lines = [line for batch in reader.iter_line_batches(str(path), counters, **kwargs) for line in batch]
+    lines = [
+        line for batch in reader.iter_line_batches(str(path), counters, **kwargs) for line in batch
+    ]
     return lines, counters
 
 

@@ -23,10 +23,20 @@ def test_total_events_from_s3_logs_to_s3_output(workspace: Workspace, aws):
     put_log(s3, "logs/lms2/tracking.log-20160302.gz", [{"time": "2016-03-02T01:00:00+00:00"}] * 2)
     s3.put_object(Bucket="tracking", Key="logs/lms2/", Body=b"")  # a "directory" marker: skipped
     result = workspace.launch(
-        "TotalEventsReportWorkflow", "--local-scheduler", "--interval", "2016-03",
-        "--source", '["s3://tracking/logs/"]', "--pattern", json.dumps([GZ_PATTERN]),
-        "--counts", "s3://results/counts/", "--report", "s3://results/report.csv", env=aws.env(),
-    )  # fmt: skip
+        "TotalEventsReportWorkflow",
+        "--local-scheduler",
+        "--interval",
+        "2016-03",
+        "--source",
+        '["s3://tracking/logs/"]',
+        "--pattern",
+        json.dumps([GZ_PATTERN]),
+        "--counts",
+        "s3://results/counts/",
+        "--report",
+        "s3://results/report.csv",
+        env=aws.env(),
+    )
     assert result.returncode == 0, result.output
     part = s3.get_object(Bucket="results", Key="counts/part-00000")["Body"].read().decode()
     assert part == "2016-03-01\t4\n2016-03-02\t2\n"
@@ -38,14 +48,25 @@ def test_total_events_from_s3_logs_to_s3_output(workspace: Workspace, aws):
 def test_enrollment_events_to_an_s3_warehouse(workspace: Workspace, aws):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="tracking")
-    event = {"event_type": "edx.course.enrollment.activated", "time": "2016-03-01T01:00:00+00:00",
-             "event": {"course_id": "a/b/c", "user_id": 5, "mode": "audit"}}  # fmt: skip
+    event = {
+        "event_type": "edx.course.enrollment.activated",
+        "time": "2016-03-01T01:00:00+00:00",
+        "event": {"course_id": "a/b/c", "user_id": 5, "mode": "audit"},
+    }
     put_log(s3, "logs/tracking.log-20160301.gz", [event])
     result = workspace.launch(
-        "CourseEnrollmentEventsTask", "--local-scheduler", "--interval", "2016-03-01",
-        "--source", '["s3://tracking/logs/"]', "--pattern", json.dumps([GZ_PATTERN]),
-        "--warehouse-path", "s3://tracking/warehouse/", env=aws.env(),
-    )  # fmt: skip
+        "CourseEnrollmentEventsTask",
+        "--local-scheduler",
+        "--interval",
+        "2016-03-01",
+        "--source",
+        '["s3://tracking/logs/"]',
+        "--pattern",
+        json.dumps([GZ_PATTERN]),
+        "--warehouse-path",
+        "s3://tracking/warehouse/",
+        env=aws.env(),
+    )
     assert result.returncode == 0, result.output
     key = "warehouse/course_enrollment_events/dt=2016-03-01/course_enrollment_events_2016-03-01"
     body = s3.get_object(Bucket="tracking", Key=key)["Body"].read().decode()

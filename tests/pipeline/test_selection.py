@@ -42,7 +42,9 @@ def test_sources_are_listed_recursively(tmp_path):
 
 
 def test_file_no_pattern_matches_is_excluded(tmp_path):
-    make_tree(tmp_path, ["tracking.log-20160301.gz", "other.log-20160301.gz", "tracking.log-20160301"])
+    make_tree(
+        tmp_path, ["tracking.log-20160301.gz", "other.log-20160301.gz", "tracking.log-20160301"]
+    )
     names = selected_names(tmp_path, [GZ], dt.date(2016, 3, 1), dt.date(2016, 3, 2))
     assert names == ["tracking.log-20160301.gz"]
 
@@ -50,11 +52,16 @@ def test_file_no_pattern_matches_is_excluded(tmp_path):
 def test_pattern_is_anchored_at_start_only(tmp_path):
     make_tree(tmp_path, ["logs/tracking.log-20160301.gz.bak"])
     # re.match: anchored at the start of the full path, not at its end
-    assert selected_names(tmp_path, [r".*tracking.log-(?P<date>\d{8})"], dt.date(2016, 3, 1),
-                          dt.date(2016, 3, 2)) == ["logs/tracking.log-20160301.gz.bak"]  # fmt: skip
+    assert selected_names(
+        tmp_path, [r".*tracking.log-(?P<date>\d{8})"], dt.date(2016, 3, 1), dt.date(2016, 3, 2)
+    ) == ["logs/tracking.log-20160301.gz.bak"]
     # a pattern that does not match from the start of the path selects nothing
-    assert selected_names(tmp_path, [r"tracking.log-(?P<date>\d{8})"], dt.date(2016, 3, 1),
-                          dt.date(2016, 3, 2)) == []  # fmt: skip
+    assert (
+        selected_names(
+            tmp_path, [r"tracking.log-(?P<date>\d{8})"], dt.date(2016, 3, 1), dt.date(2016, 3, 2)
+        )
+        == []
+    )
 
 
 def test_first_matching_pattern_decides(tmp_path):
@@ -66,7 +73,10 @@ def test_first_matching_pattern_decides(tmp_path):
 
 def test_pattern_without_date_group_keeps_every_match(tmp_path):
     make_tree(tmp_path, ["a.gz", "b.gz"])
-    assert selected_names(tmp_path, [r".*\.gz"], dt.date(2016, 3, 1), dt.date(2016, 3, 2)) == ["a.gz", "b.gz"]
+    assert selected_names(tmp_path, [r".*\.gz"], dt.date(2016, 3, 1), dt.date(2016, 3, 2)) == [
+        "a.gz",
+        "b.gz",
+    ]
 
 
 def test_timestamp_group_is_unix_seconds_utc(tmp_path):
@@ -80,8 +90,13 @@ def test_timestamp_group_is_unix_seconds_utc(tmp_path):
 
 def test_date_pattern_is_configurable(tmp_path):
     make_tree(tmp_path, ["tracking.log-2016-03-01.gz"])
-    names = selected_names(tmp_path, [r".*tracking.log-(?P<date>[\d-]{10})\.gz"], dt.date(2016, 3, 1),
-                           dt.date(2016, 3, 2), date_pattern="%Y-%m-%d")  # fmt: skip
+    names = selected_names(
+        tmp_path,
+        [r".*tracking.log-(?P<date>[\d-]{10})\.gz"],
+        dt.date(2016, 3, 1),
+        dt.date(2016, 3, 2),
+        date_pattern="%Y-%m-%d",
+    )
     assert names == ["tracking.log-2016-03-01.gz"]
 
 
@@ -90,16 +105,24 @@ def test_unparseable_date_group_excludes_the_file(tmp_path):
     assert selected_names(tmp_path, [GZ], dt.date(2016, 1, 1), dt.date(2017, 1, 1)) == []
 
 
-@pytest.mark.parametrize("text, expected", [("2 days", dt.timedelta(days=2)),
-                                            ("1 week", dt.timedelta(weeks=1)),
-                                            ("36 hours", dt.timedelta(hours=36)),
-                                            ("0", dt.timedelta(0))])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2 days", dt.timedelta(days=2)),
+        ("1 week", dt.timedelta(weeks=1)),
+        ("36 hours", dt.timedelta(hours=36)),
+        ("0", dt.timedelta(0)),
+    ],
+)
 def test_expand_interval_forms(text, expected):
     assert selection.parse_expand_interval(text) == expected
 
 
 def test_hours_reach_into_the_neighbouring_day(tmp_path):
-    make_tree(tmp_path, ["tracking.log-20160228.gz", "tracking.log-20160229.gz", "tracking.log-20160302.gz"])
+    make_tree(
+        tmp_path,
+        ["tracking.log-20160228.gz", "tracking.log-20160229.gz", "tracking.log-20160302.gz"],
+    )
     names = selected_names(tmp_path, [GZ], dt.date(2016, 3, 1), dt.date(2016, 3, 2), "12 hours")
     assert names == ["tracking.log-20160229.gz", "tracking.log-20160302.gz"]
 
@@ -117,5 +140,10 @@ def test_hours_reach_into_the_neighbouring_day(tmp_path):
 def test_bad_settings_are_named_in_the_error(tmp_path, kwargs, message):
     args = {"sources": [str(tmp_path)], "patterns": [GZ], "expand_interval": "2 days"} | kwargs
     with pytest.raises(selection.SelectionError, match=message.replace("(", r"\(")):
-        selection.select_files(args["sources"], args["patterns"], dt.date(2016, 1, 1),
-                               dt.date(2016, 1, 2), args["expand_interval"])  # fmt: skip
+        selection.select_files(
+            args["sources"],
+            args["patterns"],
+            dt.date(2016, 1, 1),
+            dt.date(2016, 1, 2),
+            args["expand_interval"],
+        )

@@ -14,57 +14,106 @@ def read_counts(path):
 
 
 def test_counts_every_event_per_day_within_the_interval(workspace: Workspace):
-    workspace.write_log("g1/tracking.log-20160301.gz", [
-        event("2016-03-01T00:00:00.000000+00:00"),
-        event("2016-03-01T23:59:59.999999+00:00", event_source="browser", event_type="problem_check"),
-        event("2016-02-29T23:59:59+00:00"),  # before the interval: not counted
-    ])  # fmt: skip
-    workspace.write_log("g2/tracking.log-20160302.gz", [
-        event("2016-03-02T10:00:00-05:00"),
-        event("2016-03-03T00:00:00+00:00"),  # date_b itself is outside [date_a, date_b)
-        "Mar  2 10:00:00 lms1 {\"time\": \"2016-03-02T10:00:01+00:00\"}",
-    ])  # fmt: skip
-    result = workspace.launch("TotalEventsDailyTask", "--local-scheduler", "--interval",
-                              "2016-03-01-2016-03-03", *workspace.source_args(),
-                              "--output-root", "out/")  # fmt: skip
+    workspace.write_log(
+        "g1/tracking.log-20160301.gz",
+        [
+            event("2016-03-01T00:00:00.000000+00:00"),
+            event(
+                "2016-03-01T23:59:59.999999+00:00",
+                event_source="browser",
+                event_type="problem_check",
+            ),
+            event("2016-02-29T23:59:59+00:00"),  # before the interval: not counted
+        ],
+    )
+    workspace.write_log(
+        "g2/tracking.log-20160302.gz",
+        [
+            event("2016-03-02T10:00:00-05:00"),
+            event("2016-03-03T00:00:00+00:00"),  # date_b itself is outside [date_a, date_b)
+            'Mar  2 10:00:00 lms1 {"time": "2016-03-02T10:00:01+00:00"}',
+        ],
+    )
+    result = workspace.launch(
+        "TotalEventsDailyTask",
+        "--local-scheduler",
+        "--interval",
+        "2016-03-01-2016-03-03",
+        *workspace.source_args(),
+        "--output-root",
+        "out/",
+    )
     assert result.returncode == 0, result.output
-    assert read_counts(workspace.root / "out" / "part-00000") == [("2016-03-01", "2"), ("2016-03-02", "2")]
+    assert read_counts(workspace.root / "out" / "part-00000") == [
+        ("2016-03-01", "2"),
+        ("2016-03-02", "2"),
+    ]
     assert (workspace.root / "out" / "_SUCCESS").exists()
     assert "discarded 2 (outside interval)" in result.stderr
 
 
 def test_bad_lines_are_counted_per_reason_and_reported(workspace: Workspace):
-    workspace.write_log("tracking.log-20160301.gz", [
-        event("2016-03-01T01:00:00+00:00"),
-        b"[1, 2]",
-        b'{"time": 12}',
-        b'{"event_type": "no time"}',
-        b"\x00\xff\xfe garbage",
-        b"x" * (17 << 20),  # longer than the default max_line_bytes
-        event("2016-03-01T02:00:00+00:00"),
-    ])  # fmt: skip
-    result = workspace.launch("TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-03-01",
-                              *workspace.source_args(), "--output-root", "out/")  # fmt: skip
+    workspace.write_log(
+        "tracking.log-20160301.gz",
+        [
+            event("2016-03-01T01:00:00+00:00"),
+            b"[1, 2]",
+            b'{"time": 12}',
+            b'{"event_type": "no time"}',
+            b"\x00\xff\xfe garbage",
+            b"x" * (17 << 20),  # longer than the default max_line_bytes
+            event("2016-03-01T02:00:00+00:00"),
+        ],
+    )
+    result = workspace.launch(
+        "TotalEventsDailyTask",
+        "--local-scheduler",
+        "--interval",
+        "2016-03-01",
+        *workspace.source_args(),
+        "--output-root",
+        "out/",
+    )
     assert result.returncode == 0, result.output
     assert read_counts(workspace.root / "out" / "part-00000") == [("2016-03-01", "2")]
-    for reason in ("not a JSON object", "time not a string", "missing time", "unparseable",
-                   "line too long"):  # fmt: skip
+    for reason in (
+        "not a JSON object",
+        "time not a string",
+        "missing time",
+        "unparseable",
+        "line too long",
+    ):
         assert f"discarded 1 ({reason})" in result.stderr, result.stderr
 
 
 def test_plain_logs_are_read_with_a_matching_pattern(workspace: Workspace):
-    workspace.write_log("tracking.log-20160301", [event("2016-03-01T01:00:00+00:00")], compress=False)
-    result = workspace.launch("TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-03-01",
-                              *workspace.source_args(r".*tracking.log-(?P<date>\d{8})$"),
-                              "--output-root", "out/")  # fmt: skip
+    workspace.write_log(
+        "tracking.log-20160301", [event("2016-03-01T01:00:00+00:00")], compress=False
+    )
+    result = workspace.launch(
+        "TotalEventsDailyTask",
+        "--local-scheduler",
+        "--interval",
+        "2016-03-01",
+        *workspace.source_args(r".*tracking.log-(?P<date>\d{8})$"),
+        "--output-root",
+        "out/",
+    )
     assert result.returncode == 0, result.output
     assert read_counts(workspace.root / "out" / "part-00000") == [("2016-03-01", "1")]
 
 
 def test_rerun_of_a_completed_task_does_nothing(workspace: Workspace):
     log = workspace.write_log("tracking.log-20160301.gz", [event("2016-03-01T01:00:00+00:00")])
-    args = ["TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-03-01",
-            *workspace.source_args(), "--output-root", "out/"]  # fmt: skip
+    args = [
+        "TotalEventsDailyTask",
+        "--local-scheduler",
+        "--interval",
+        "2016-03-01",
+        *workspace.source_args(),
+        "--output-root",
+        "out/",
+    ]
     assert workspace.launch(*args).returncode == 0
     part = workspace.root / "out" / "part-00000"
     before = part.stat().st_mtime_ns
@@ -77,10 +126,19 @@ def test_rerun_of_a_completed_task_does_nothing(workspace: Workspace):
 
 def test_corrupt_gzip_fails_naming_the_file_and_marks_nothing_complete(workspace: Workspace):
     workspace.write_log("a/tracking.log-20160301.gz", [event("2016-03-01T01:00:00+00:00")] * 1000)
-    bad = workspace.write_log("b/tracking.log-20160302.gz", [event("2016-03-02T01:00:00+00:00")] * 50000)
+    bad = workspace.write_log(
+        "b/tracking.log-20160302.gz", [event("2016-03-02T01:00:00+00:00")] * 50000
+    )
     bad.write_bytes(bad.read_bytes()[:-1000])  # truncated
-    result = workspace.launch("TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-03",
-                              *workspace.source_args(), "--output-root", "out/")  # fmt: skip
+    result = workspace.launch(
+        "TotalEventsDailyTask",
+        "--local-scheduler",
+        "--interval",
+        "2016-03",
+        *workspace.source_args(),
+        "--output-root",
+        "out/",
+    )
     assert result.returncode != 0
     assert str(bad) in result.stderr
     assert not (workspace.root / "out" / "_SUCCESS").exists()
@@ -89,10 +147,19 @@ def test_corrupt_gzip_fails_naming_the_file_and_marks_nothing_complete(workspace
 
 def test_many_files_on_every_core_give_the_same_counts(workspace: Workspace):
     for day in range(1, 9):
-        workspace.write_log(f"g{day % 3}/tracking.log-201603{day:02d}.gz",
-                            [event(f"2016-03-{day:02d}T{h:02d}:00:00+00:00") for h in range(day * 3)])  # fmt: skip
-    result = workspace.launch("TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-03",
-                              *workspace.source_args(), "--output-root", "out/")  # fmt: skip
+        workspace.write_log(
+            f"g{day % 3}/tracking.log-201603{day:02d}.gz",
+            [event(f"2016-03-{day:02d}T{h:02d}:00:00+00:00") for h in range(day * 3)],
+        )
+    result = workspace.launch(
+        "TotalEventsDailyTask",
+        "--local-scheduler",
+        "--interval",
+        "2016-03",
+        *workspace.source_args(),
+        "--output-root",
+        "out/",
+    )
     assert result.returncode == 0, result.output
     expected = [(f"2016-03-{day:02d}", str(day * 3)) for day in range(1, 9)]
     assert read_counts(workspace.root / "out" / "part-00000") == expected
@@ -102,9 +169,19 @@ def test_many_files_on_every_core_give_the_same_counts(workspace: Workspace):
 def test_workflow_writes_the_csv_report_newest_first(workspace: Workspace):
     workspace.write_log("tracking.log-20160301.gz", [event("2016-03-01T01:00:00+00:00")] * 3)
     workspace.write_log("tracking.log-20160302.gz", [event("2016-03-02T01:00:00+00:00")] * 5)
-    result = workspace.launch("TotalEventsReportWorkflow", "--local-scheduler", "--workers", "2",
-                              "--interval", "2016-03", *workspace.source_args(),
-                              "--counts", "counts/", "--report", "report.csv")  # fmt: skip
+    result = workspace.launch(
+        "TotalEventsReportWorkflow",
+        "--local-scheduler",
+        "--workers",
+        "2",
+        "--interval",
+        "2016-03",
+        *workspace.source_args(),
+        "--counts",
+        "counts/",
+        "--report",
+        "report.csv",
+    )
     assert result.returncode == 0, result.output
     with open(workspace.root / "report.csv") as handle:
         rows = list(csv.reader(handle))
@@ -118,16 +195,25 @@ def test_report_sums_every_non_underscore_file_of_a_counts_directory(workspace: 
     (counts / "part-00001").write_text("2016-03-02\t4\n")
     (counts / "_SUCCESS").write_text("")
     (counts / "_logs").write_text("2016-03-02\t100\n")
-    result = workspace.launch("TotalEventsReport", "--local-scheduler", "--counts", "counts/",
-                              "--report", "report.csv")  # fmt: skip
+    result = workspace.launch(
+        "TotalEventsReport", "--local-scheduler", "--counts", "counts/", "--report", "report.csv"
+    )
     assert result.returncode == 0, result.output
-    assert (workspace.root / "report.csv").read_text() == "date,event_count\n2016-03-02,5\n2016-03-01,3\n"
+    assert (
+        workspace.root / "report.csv"
+    ).read_text() == "date,event_count\n2016-03-02,5\n2016-03-01,3\n"
 
 
 def test_unknown_scheme_and_bad_config_are_named(workspace: Workspace):
-    result = workspace.launch("TotalEventsDailyTask", "--local-scheduler", "--interval", "2016",
-                              *workspace.source_args(), "--output-root",
-                              "hdfs://localhost:9000/output/")  # fmt: skip
+    result = workspace.launch(
+        "TotalEventsDailyTask",
+        "--local-scheduler",
+        "--interval",
+        "2016",
+        *workspace.source_args(),
+        "--output-root",
+        "hdfs://localhost:9000/output/",
+    )
     assert result.returncode != 0
     assert "hdfs://localhost:9000/output/" in result.stderr
     missing = workspace.launch("TotalEventsDailyTask", "--additional-config", "nope.cfg")
@@ -138,11 +224,19 @@ def test_unknown_scheme_and_bad_config_are_named(workspace: Workspace):
 def test_config_file_chain_supplies_parameters(workspace: Workspace):
     workspace.write_log("tracking.log-20160301.gz", [event("2016-03-01T01:00:00+00:00")])
     (workspace.root / "override.cfg").write_text(
-        f"[event-logs]\nsource = [\"{workspace.logs}/\"]\nexpand_interval = 0 days\n"
+        f'[event-logs]\nsource = ["{workspace.logs}/"]\nexpand_interval = 0 days\n'
     )
     extra = workspace.root / "extra.cfg"
-    extra.write_text("[event-logs]\npattern = [\".*tracking.log-(?P<date>\\\\d{8})\\\\.gz\"]\n")
-    result = workspace.launch("TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-03-01",
-                              "--output-root", "out/", "--additional-config", str(extra))  # fmt: skip
+    extra.write_text('[event-logs]\npattern = [".*tracking.log-(?P<date>\\\\d{8})\\\\.gz"]\n')
+    result = workspace.launch(
+        "TotalEventsDailyTask",
+        "--local-scheduler",
+        "--interval",
+        "2016-03-01",
+        "--output-root",
+        "out/",
+        "--additional-config",
+        str(extra),
+    )
     assert result.returncode == 0, result.output
     assert read_counts(workspace.root / "out" / "part-00000") == [("2016-03-01", "1")]

@@ -1,0 +1,241 @@
+"""pytest fixtures that start real services on 127.0.0.1 for the flows to work against.
+
+Register with `pytest_plugins = ["tests.bed.fixtures"]` (in tests/conftest.py). Every service runs
+in its own temporary directory and is stopped at teardown. A missing program FAILS the test with
+the Debian package to install; these fixtures never skip. Mark tests using them
+`@pytest.mark.slow`.
+
+Start-up times are recorded (`bed_startup_times`) and summarised at the end of the session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.bed.mariadb import GaleraServer, MariaDBServer, missing_mariadb_binaries
+from tests.bed.moto import MotoServer
+from tests.bed.programs import require_programs
+from tests.bed.sshd import (
+    SshHost,
+    current_user,
+    generate_ed25519_key,
+    loopback_alias_usable,
+    missing_ssh_binaries,
+)
+
+SSH_HOSTS_COUNT = 3
+
+
+class StartupTimes:
+    """Seconds each fixture took to start its service, by fixture name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = defaultdict(list)
+
+    def record(self, fixture: str, seconds: float) -> None:
+        self.seconds[fixture].append(seconds)
+
+    def last(self, fixture: str) -> float:
+        return self.seconds[fixture][-1]
+
+    def summary_lines(self) -> list[str]:
+        return [
+            f"{name:<28} n={len(values):<3} min={min(values):.3f}s  max={max(values):.3f}s"
+            for name, values in sorted(self.seconds.items())
+        ]
+
+
+_STARTUP_TIMES = StartupTimes()
+
+
+class _Stopwatch:
+    def __init__(self, fixture: str) -> None:
+        self.fixture = fixture
+
+    def __enter__(self) -> _Stopwatch:
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if exc_info[0] is None:
+            _STARTUP_TIMES.record(self.fixture, time.perf_counter() - self.started)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _STARTUP_TIMES.seconds:
+        terminalreporter.write_sep("-", "test-bed start-up times")
+        for line in _STARTUP_TIMES.summary_lines():
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def bed_startup_times() -> StartupTimes:
+    """The recorded start-up times; `bed_startup_times.last("mariadb")` is the latest."""
+    return _STARTUP_TIMES
+
+
+# -- SSH ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ssh_host_factory(tmp_path_factory) -> Iterator[Callable[..., SshHost]]:
+    """Start SSH hosts on demand: `ssh_host_factory(name=None, address=None, user=None)`.
+
+    All hosts of one test authorize the same client key (`host.client_key`); each has its own
+    host key, port and directory. All are stopped, with their sessions, at teardown.
+    """
+    require_programs(missing_ssh_binaries(), "SSH")
+    client_key = generate_ed25519_key(tmp_path_factory.mktemp("ssh-client") / "id_ed25519")
+    hosts: list[SshHost] = []
+
+    def start_host(name: str | None = None, address: str = "127.0.0.1", user: str | None = None):
+        name = name or f"host{len(hosts) + 1}"
+        host = SshHost(
+            base_dir=tmp_path_factory.mktemp(f"sshd-{name}"), name=name, address=address,
+            user=user or current_user(), client_key=client_key,
+        )  # fmt: skip
+        hosts.append(host)
+        with _Stopwatch("ssh_host"):
+            host.start()
+        return host
+
+    yield start_host
+    for host in hosts:
+        host.stop()
+
+
+@pytest.fixture
+def ssh_host(ssh_host_factory) -> SshHost:
+    """One started SSH host on 127.0.0.1 (login: the current user, i.e. root in CI)."""
+    return ssh_host_factory(name="host1")
+
+
+@pytest.fixture
+def ssh_hosts(ssh_host_factory) -> list[SshHost]:
+    """Three SSH hosts, on 127.0.0.11-13 where this machine allows it (else 127.0.0.1)."""
+    with _Stopwatch(f"ssh_hosts ({SSH_HOSTS_COUNT})"):
+        return [
+            ssh_host_factory(name=f"host{index}", address=_loopback_address(index))
+            for index in range(1, SSH_HOSTS_COUNT + 1)
+        ]
+
+
+def _loopback_address(index: int) -> str:
+    address = f"127.0.0.{10 + index}"
+    return address if loopback_alias_usable(address) else "127.0.0.1"
+
+
+# -- MariaDB -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mariadb_template_datadir(tmp_path_factory) -> Path:
+    """A bootstrapped data directory (with the test user), copied by each MariaDB fixture."""
+    require_programs(missing_mariadb_binaries(), "MariaDB")
+    template = MariaDBServer(tmp_path_factory.mktemp("mariadb-template"))
+    with _Stopwatch("mariadb bootstrap (session)"):
+        template.start()
+        template.stop()
+    return template.datadir
+
+
+@pytest.fixture
+def mariadb(tmp_path_factory, mariadb_template_datadir) -> Iterator[MariaDBServer]:
+    """A started MariaDB server with fresh data for this test; stopped at teardown.
+
+    Function scoped: tests may stop it, break it or fill it. `connect()` gives pymysql as the
+    test user over TCP; `root_sql()` runs SQL as root over the socket.
+    """
+    server = MariaDBServer(tmp_path_factory.mktemp("mariadb"))
+    try:
+        with _Stopwatch("mariadb"):
+            server.seed_from(mariadb_template_datadir)
+            server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class MariaDBViaSsh:
+    """An SSH host on which an operator's service commands control a MariaDB server."""
+
+    host: SshHost
+    server: MariaDBServer
+    control_script: Path
+
+    @property
+    def start_command(self) -> str:
+        return self.server.control_command("start")
+
+    @property
+    def stop_command(self) -> str:
+        return self.server.control_command("stop")
+
+    @property
+    def status_command(self) -> str:
+        return self.server.control_command("status")
+
+
+@pytest.fixture
+def mariadb_via_ssh(ssh_host, mariadb) -> MariaDBViaSsh:
+    """`ssh_host` + a started `mariadb` + `mariadb-ctl` start/stop/status commands for it.
+
+    e.g. `host.run(bed.stop_command)` stops the database like an operator's stop command would;
+    the mariadb fixture still stops whatever is running at teardown.
+    """
+    started = time.perf_counter()
+    script = mariadb.write_control_script()
+    # its cost is that of its two services plus writing the script
+    dependencies = _STARTUP_TIMES.last("ssh_host") + _STARTUP_TIMES.last("mariadb")
+    _STARTUP_TIMES.record("mariadb_via_ssh", dependencies + time.perf_counter() - started)
+    return MariaDBViaSsh(host=ssh_host, server=mariadb, control_script=script)
+
+
+@pytest.fixture
+def galera(tmp_path_factory, mariadb_template_datadir) -> Iterator[GaleraServer]:
+    """A started single-node Galera cluster (MariaDB with wsrep on); stopped at teardown."""
+    require_programs(missing_mariadb_binaries(galera=True), "Galera")
+    server = GaleraServer(tmp_path_factory.mktemp("galera"))
+    try:
+        with _Stopwatch("galera"):
+            server.seed_from(mariadb_template_datadir)
+            server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+# -- AWS (moto) --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto server for the whole session; use `aws` to get it reset for a test."""
+    server = MotoServer()
+    with _Stopwatch("moto_server (session)"):
+        server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch) -> MotoServer:
+    """The moto server emptied for this test, with AWS_* variables pointing at it.
+
+    `aws.client("s3")`, `aws.endpoint_url`, `aws.client_kwargs()`, `aws.env()` (for
+    subprocesses), `aws.reset()`.
+    """
+    with _Stopwatch("aws (reset)"):
+        moto_server.reset()
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    for name, value in moto_server.env().items():
+        monkeypatch.setenv(name, value)
+    return moto_server

@@ -77,7 +77,7 @@ def _context():
     # forkserver: workers fork from a clean server process, not from a caller that may hold
     # threads and locks (Prefect, luigi's scheduler), yet start fast.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["pipeline.events", "pipeline.reader", "msgspec", "orjson"])
+    ctx.set_forkserver_preload(["pipeline.extraction"])
     return ctx
 
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
-import re
 import time
 from collections.abc import Iterable, Iterator
 
 import luigi
 from luigi.date_interval import Custom
 
-from pipeline import events, fs
+from pipeline import fs
 from pipeline.common import (
     EngineMixin,
     EventLogSelectionMixin,
@@ -29,33 +28,8 @@ from pipeline.common import (
     UrlTarget,
     WarehouseMixin,
 )
-from pipeline.engine import FileResult
-from pipeline.reader import LINE_TOO_LONG, iter_line_batches
+from pipeline.extraction import ACTIVATED, DEACTIVATED, MODE_CHANGED, extract_file
 from pipeline.sorting import sorted_rows
-
-ACTIVATED = "edx.course.enrollment.activated"
-DEACTIVATED = "edx.course.enrollment.deactivated"
-MODE_CHANGED = "edx.course.enrollment.mode_changed"
-ENROLLMENT_EVENT_TYPES = frozenset((ACTIVATED, DEACTIVATED, MODE_CHANGED))
-
-# Discard reasons of enrollment extraction (besides those of pipeline.events).
-MISSING_EVENT_TYPE = "missing event type"
-NOT_ENROLLMENT = "not an enrollment event"
-NO_EVENT_DATA = "no event data"
-INVALID_COURSE_ID = "invalid course id"
-MISSING_USER_ID = "missing user_id"
-MISSING_MODE = "missing mode"
-UNSAFE_FIELD = "tab or newline in a field"
-
-# A line can only hold an enrollment event if it spells the type out, or hides it in \u escapes.
-_ENROLLMENT_MARK = b"edx.course.enrollment."
-_UNICODE_ESCAPE = b"\\u"
-
-_KEY_PART = r"[\w\-~.:]+"
-_COURSE_KEY = re.compile(
-    rf"^(?:course-v1:{_KEY_PART}\+{_KEY_PART}\+{_KEY_PART}(?:\+[\w\-~.:@]+)*"
-    rf"|{_KEY_PART}/{_KEY_PART}/{_KEY_PART})$"
-)
 
 WAREHOUSE_EVENTS = "course_enrollment_events"
 WAREHOUSE_STATE = "course_enrollment"
@@ -63,70 +37,6 @@ WAREHOUSE_SUMMARY = "course_enrollment_summary"
 PART_FILE = "part-00000"
 SUCCESS_MARKER = "_SUCCESS"
 NULL = "\\N"
-
-
-def is_valid_course_id(course_id: str) -> bool:
-    """``org/course/run`` or ``course-v1:org+course+run``."""
-    return bool(_COURSE_KEY.match(course_id))
-
-
-def enrollment_timestamp(time_value: str) -> str:
-    """Upstream's timestamp: ``time`` up to the first '+', with '.000000' added if no '.'."""
-    stamp = time_value.split("+", 1)[0]
-    return stamp if "." in stamp else stamp + ".000000"
-
-
-def enrollment_row(event: dict, dates: frozenset[str]) -> tuple[str | None, tuple | str]:
-    """``(date, (course_id, user_id, timestamp, event_type, mode))``, or ``(None, reason)``."""
-    event_type = event.get("event_type")
-    if event_type is None:
-        return None, MISSING_EVENT_TYPE
-    if event_type not in ENROLLMENT_EVENT_TYPES:
-        return None, NOT_ENROLLMENT
-    time_value, reason = events.event_time(event)
-    if time_value is None:
-        return None, reason
-    date = events.event_date(time_value)
-    if date not in dates:
-        return None, events.OUTSIDE_INTERVAL
-    data = events.event_data(event)
-    if data is None:
-        return None, NO_EVENT_DATA
-    course_id = data.get("course_id")
-    if not isinstance(course_id, str) or not is_valid_course_id(course_id.strip()):
-        return None, INVALID_COURSE_ID
-    user_id = data.get("user_id")
-    if user_id is None:
-        return None, MISSING_USER_ID
-    mode = data.get("mode")
-    if mode is None:
-        return None, MISSING_MODE
-    row = (course_id.strip(), str(user_id), enrollment_timestamp(time_value), event_type, str(mode))
-    if any("\t" in field or "\n" in field or "\r" in field for field in row):
-        return None, UNSAFE_FIELD
-    return date, row
-
-
-def extract_file(url: str, dates: frozenset[str], max_line_bytes: int) -> FileResult:
-    """Mapper: the enrollment events of one file, grouped by date."""
-    by_date: dict[str, list[tuple]] = {}
-    discards: dict[str, int] = {}
-    lines = 0
-    for batch in iter_line_batches(url, discards, max_line_bytes=max_line_bytes):
-        lines += len(batch)
-        for line in batch:
-            if _ENROLLMENT_MARK not in line and _UNICODE_ESCAPE not in line:
-                discards[NOT_ENROLLMENT] = discards.get(NOT_ENROLLMENT, 0) + 1
-                continue
-            event, reason = events.parse_event(line)
-            if event is not None:
-                date, row_or_reason = enrollment_row(event, dates)
-                if date is not None:
-                    by_date.setdefault(date, []).append(row_or_reason)
-                    continue
-                reason = row_or_reason
-            discards[reason] = discards.get(reason, 0) + 1
-    return FileResult(url, lines + discards.get(LINE_TOO_LONG, 0), by_date, discards)
 
 
 def day_file(warehouse: str, date: str) -> str:

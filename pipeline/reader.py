@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - isal is a dependency, kept optional fo
     import gzip as _gzip
 
 GZIP_MAGIC = b"\x1f\x8b"
-BLOCK_BYTES = 4 << 20
+BLOCK_BYTES = 256 << 10  # small enough to stay in the CPU cache while it is split and parsed
 DEFAULT_MAX_LINE_BYTES = 16 << 20
 LINE_TOO_LONG = "line too long"
 
@@ -70,7 +70,11 @@ def open_log(url: str) -> Iterator[BinaryIO]:
     raw = fs.open_read(url)
     try:
         head = raw.read(2)
-        stream = io.BufferedReader(_Peekable(head, raw), BLOCK_BYTES)
+        if raw.seekable():  # local files: no wrapper between igzip and the file
+            raw.seek(0)
+            stream = raw
+        else:
+            stream = io.BufferedReader(_Peekable(head, raw), 1 << 20)
         if head == GZIP_MAGIC:
             yield _gzip.GzipFile(fileobj=stream, mode="rb")
         else:
@@ -79,14 +83,15 @@ def open_log(url: str) -> Iterator[BinaryIO]:
         raw.close()
 
 
-def iter_line_batches(
+def iter_blocks(
     url: str,
     counters: dict[str, int],
     block_bytes: int = BLOCK_BYTES,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-) -> Iterator[list[bytes]]:
-    """Yield lists of lines (without their newline) from ``url``.
+) -> Iterator[bytes]:
+    """Yield the decompressed content of ``url`` in blocks of whole lines.
 
+    Each block holds one or more complete lines joined by ``\n``, without the final newline.
     Over-long lines are counted in ``counters[LINE_TOO_LONG]`` and skipped. Any read or
     decompression error is raised as :class:`InputFileError` naming ``url``.
     """
@@ -96,34 +101,34 @@ def iter_line_batches(
     try:
         with open_log(url) as stream:
             while True:
-                block = stream.read(block_bytes)
-                if not block:
+                data = stream.read(block_bytes)
+                if not data:
                     break
+                start = 0
                 if dropping:
-                    newline = block.find(b"\n")
+                    newline = data.find(b"\n")
                     if newline < 0:
                         continue
-                    block = block[newline + 1 :]
-                    dropping = False
-                lines = block.split(b"\n")
-                tail = lines.pop()  # the unfinished last line, b"" if the block ended a line
-                if not lines:
-                    carry += tail
+                    start, dropping = newline + 1, False
+                last = data.rfind(b"\n", start)
+                if last < 0:
+                    carry += data[start:] if start else data
                 else:
-                    if carry:
-                        first = carry + lines[0]
-                        if len(first) > max_line_bytes:
-                            counters[LINE_TOO_LONG] = counters.get(LINE_TOO_LONG, 0) + 1
-                            del lines[0]
-                        else:
-                            lines[0] = first
-                    carry = tail
+                    first = data.find(b"\n", start)
+                    if len(carry) + first - start > max_line_bytes:
+                        # the line that the previous blocks started is too long: drop it
+                        counters[LINE_TOO_LONG] = counters.get(LINE_TOO_LONG, 0) + 1
+                        block = data[first + 1 : last]
+                        emit = last > first
+                    else:
+                        block = b"".join((carry, memoryview(data)[start:last]))
+                        emit = True
+                    carry = data[last + 1 :]
+                    if emit:
+                        yield block
                 if len(carry) > max_line_bytes:
                     counters[LINE_TOO_LONG] = counters.get(LINE_TOO_LONG, 0) + 1
-                    carry = b""
-                    dropping = True
-                if lines:
-                    yield lines
+                    carry, dropping = b"", True
     except InputFileError:
         raise
     except (EOFError, OSError, zlib.error, ValueError) as exc:
@@ -133,7 +138,7 @@ def iter_line_batches(
             raise InputFileError(url, _describe(exc)) from exc
         raise
     if carry and not dropping:
-        yield [carry]
+        yield carry
 
 
 def _describe(exc: Exception) -> str:

@@ -17,22 +17,10 @@ import luigi
 
 from pipeline import events, fs
 from pipeline.common import EngineMixin, EventLogSelectionMixin, ReportingMixin, UrlTarget
-from pipeline.engine import FileResult
-from pipeline.reader import LINE_TOO_LONG, iter_line_batches
+from pipeline.extraction import count_file
 
 PART_FILE = "part-00000"
 SUCCESS_MARKER = "_SUCCESS"
-
-
-def count_file(url: str, max_line_bytes: int) -> FileResult:
-    """Mapper: events per date in one file (all dates; the interval is applied afterwards)."""
-    counts: dict[str, int] = {}
-    discards: dict[str, int] = {}
-    lines = 0
-    for batch in iter_line_batches(url, discards, max_line_bytes=max_line_bytes):
-        lines += len(batch)
-        events.count_event_dates(batch, counts, discards)
-    return FileResult(url, lines + discards.get(LINE_TOO_LONG, 0), counts, discards)
 
 
 def merge_counts(results, interval) -> tuple[dict[str, int], dict[str, int], int, int]:

@@ -4,7 +4,8 @@ import datetime as dt
 
 import pytest
 
-from pipeline import enrollments as e
+from pipeline import enrollments
+from pipeline import extraction as e
 
 DATES = frozenset(["2014-08-01", "2014-08-02"])
 
@@ -117,7 +118,10 @@ def group(*events):
 
 
 def states(*events, end="2014-08-05"):
-    return [row[:1] + row[3:] for row in e.daily_states(group(*events), dt.date.fromisoformat(end))]
+    return [
+        row[:1] + row[3:]
+        for row in enrollments.daily_states(group(*events), dt.date.fromisoformat(end))
+    ]
 
 
 def test_one_row_per_day_from_first_event_to_the_day_before_date_b():
@@ -183,7 +187,7 @@ def test_same_instant_ties_order_activated_before_deactivated():
 
 
 def summary(*events, end="2014-08-05"):
-    return e.summary_row(group(*events), dt.date.fromisoformat(end))
+    return enrollments.summary_row(group(*events), dt.date.fromisoformat(end))
 
 
 def test_summary_tracks_first_enrollment_last_unenrollment_and_current_mode():
@@ -215,3 +219,24 @@ def test_summary_has_no_row_without_a_valid_activation():
         )
         is None
     )
+
+
+def test_candidate_lines_are_the_lines_spelling_out_an_enrollment_type():
+    lines = [b'{"event_type": "play_video"}', b'{"event_type": "edx.course.enrollment.activated"}',
+             b"", b'{"a": "edx.course.enrollment.x", "b": "edx.course.enrollment.y"}', b'{"x": 1}']  # fmt: skip
+    assert e.candidate_lines(b"\n".join(lines)) == [lines[1], lines[3]]
+    assert e.candidate_lines(lines[1]) == [lines[1]]
+
+
+def test_extract_file_counts_every_line_once(tmp_path):
+    line = (
+        b'{"event_type": "edx.course.enrollment.activated", "time": '
+        b'"2014-08-01T10:00:00+00:00", "event": {"course_id": "a/b/c", "user_id": 1, "mode": "x"}}'
+    )
+    junk = b'["edx.course.enrollment.activated"]'
+    (tmp_path / "log").write_bytes(b'{"event_type": "other"}\n' + line + b"\n" + junk + b"\n")
+    result = e.extract_file(str(tmp_path / "log"), DATES, 1 << 20)
+    assert result.value == {"2014-08-01": [("a/b/c", "1", "2014-08-01T10:00:00.000000",
+                                            "edx.course.enrollment.activated", "x")]}  # fmt: skip
+    assert result.discards == {e.NOT_ENROLLMENT: 1, "not a JSON object": 1}
+    assert result.lines == 3

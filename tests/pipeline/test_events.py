@@ -9,7 +9,7 @@ from pipeline import events
 
 def count(lines):
     counts, discards = {}, {}
-    events.count_event_dates(lines, counts, discards)
+    assert events.count_event_dates(b"\n".join(lines), counts, discards) == len(lines)
     return counts, discards
 
 

@@ -9,9 +9,8 @@ from pipeline import reader
 
 def read_all(path, **kwargs):
     counters = {}
-    lines = [
-        line for batch in reader.iter_line_batches(str(path), counters, **kwargs) for line in batch
-    ]
+    blocks = reader.iter_blocks(str(path), counters, **kwargs)
+    lines = [line for block in blocks for line in block.split(b"\n")]
     return lines, counters
 
 
@@ -61,3 +60,22 @@ def test_corrupt_gzip_names_the_file(tmp_path):
     path.write_bytes(bytes(packed))
     with pytest.raises(reader.InputFileError, match="tracking.log-20160102.gz.*corrupt"):
         read_all(path)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_blocks_split_into_exactly_the_file_lines(tmp_path, seed):
+    import random
+
+    rng = random.Random(seed)
+    block, limit = rng.choice([16, 64, 1000]), rng.choice([64, 2000])
+    lines = [bytes([97 + rng.randrange(26)]) * rng.choice([0, 1, 5, 63, 64, 65, 700, 3000])
+             for _ in range(rng.randrange(1, 60))]  # fmt: skip
+    ending = rng.choice([b"", b"\n"])
+    (tmp_path / "f").write_bytes(b"\n".join(lines) + ending)
+    got, counters = read_all(tmp_path / "f", block_bytes=block, max_line_bytes=limit)
+    effective = max(block, limit)
+    expected = [line for line in lines if len(line) <= effective]
+    if ending == b"" and expected and lines[-1] == b"" and expected[-1] == b"":
+        expected.pop()  # an empty last line without newline is no line at all
+    assert got == expected
+    assert counters.get(reader.LINE_TOO_LONG, 0) == sum(len(x) > effective for x in lines)

@@ -1,0 +1,150 @@
+"""Benchmark of the pipeline's local engine, end to end through launch-task.
+
+    make bench                      # or: uv run python bench/run.py --size-mb 1100
+
+Generates realistic gzip tracking logs once (bench/data/, reused while the spec is unchanged),
+then measures, in the same run:
+- a reference: a single-core loop of isal decompression + ``orjson.loads`` per line;
+- ``launch-task TotalEventsDailyTask`` and ``launch-task CourseEnrollmentEventsTask``: wall
+  time from process start to exit, lines/s, and peak RSS of the whole process tree (sampled
+  every 20 ms, workers included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+from isal import igzip
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.samples import SampleSpec, generate_logs  # noqa: E402
+
+BYTES_PER_LINE = 1130  # what pipeline.samples writes on average
+PATTERN = r".*tracking.log-(?P<date>\d{8}).*\.gz"
+
+
+def ensure_data(data_dir: Path, size_mb: int, files: int) -> tuple[list[Path], int]:
+    days, servers = max(1, files // 2), 2 if files > 1 else 1
+    per_file = max(1, size_mb * 1_000_000 // (BYTES_PER_LINE * days * servers))
+    spec = SampleSpec(days=days, servers=servers, lines_per_file=per_file)
+    manifest = data_dir / "manifest.json"
+    wanted = {"days": days, "servers": servers, "lines_per_file": per_file, "seed": spec.seed}
+    if manifest.exists() and json.loads(manifest.read_text()) == wanted:
+        paths = sorted(data_dir.glob("lms-*/tracking.log-*.gz"))
+    else:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir(parents=True)
+        print(f"generating {days * servers} files x {per_file:,} lines in {data_dir} ...", flush=True)
+        started = time.monotonic()
+        paths = generate_logs(data_dir, spec)
+        manifest.write_text(json.dumps(wanted))
+        print(f"  generated in {time.monotonic() - started:.0f}s", flush=True)
+    return paths, days * servers * per_file
+
+
+def reference_loop(paths: list[Path]) -> tuple[int, float]:
+    """Single core: decompress with isal and orjson.loads every line, counting per date."""
+    counts: dict[str, int] = {}
+    lines = 0
+    started = time.perf_counter()
+    for path in paths:
+        with igzip.open(path, "rb") as stream:
+            carry = b""
+            while block := stream.read(4 << 20):
+                parts = (carry + block).split(b"\n")
+                carry = parts.pop()
+                for line in parts:
+                    lines += 1
+                    try:
+                        event = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        continue
+                    when = event.get("time") if isinstance(event, dict) else None
+                    if isinstance(when, str):
+                        day = when.partition("T")[0]
+                        counts[day] = counts.get(day, 0) + 1
+    return lines, time.perf_counter() - started
+
+
+def run_measured(args: list[str], cwd: Path) -> tuple[int, float, int, str]:
+    """Run a command; return (exit status, seconds, peak tree RSS bytes, stderr tail)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        parent = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+                rss = 0
+                for member in tree:
+                    try:
+                        rss += member.memory_info().rss
+                    except psutil.Error:
+                        pass
+                peak = max(peak, rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+        seconds = time.perf_counter() - started
+        err.seek(0)
+        tail = err.read().decode(errors="replace")[-3000:]
+    return proc.returncode, seconds, peak, tail
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the pipeline end to end.")
+    parser.add_argument("--size-mb", type=int, default=1100, help="uncompressed size of the logs")
+    parser.add_argument("--files", type=int, default=8, help="number of log files")
+    parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
+    parser.add_argument("--processes", type=int, default=0, help="engine workers; 0 = every core")
+    args = parser.parse_args()
+
+    paths, expected_lines = ensure_data(args.data, args.size_mb, args.files)
+    raw = sum(p.stat().st_size for p in paths)
+    print(f"input: {len(paths)} files, {expected_lines:,} lines, {raw / 1e6:,.0f} MB gzip, "
+          f"about {expected_lines * BYTES_PER_LINE / 1e9:.2f} GB uncompressed; "
+          f"{os.cpu_count()} cores")  # fmt: skip
+
+    lines, seconds = reference_loop(paths)
+    print(f"reference  single-core isal + orjson.loads loop: {lines / seconds:>10,.0f} lines/s "
+          f"({seconds:.1f}s)", flush=True)  # fmt: skip
+
+    launch = [sys.executable, "-m", "pipeline.launch"]
+    common = ["--local-scheduler", "--interval", "2016-03", "--source", json.dumps([str(args.data) + "/"]),
+              "--pattern", json.dumps([PATTERN]), "--processes", str(args.processes)]  # fmt: skip
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
+        work = Path(scratch)
+        for task, extra in [
+            ("TotalEventsDailyTask", ["--output-root", str(work / "total") + "/"]),
+            ("CourseEnrollmentEventsTask", ["--warehouse-path", str(work / "warehouse") + "/"]),
+        ]:
+            env_cmd = [*launch, task, *common, *extra]
+            status, seconds, peak, tail = run_measured(env_cmd, work)
+            if status != 0:
+                failures += 1
+                print(f"{task} FAILED (exit {status}):\n{tail}")
+                continue
+            print(f"{task:<27} end to end: {expected_lines / seconds:>10,.0f} lines/s "
+                  f"({seconds:.1f}s), peak RSS {peak / 2**20:,.0f} MB (process tree)",
+                  flush=True)  # fmt: skip
+    print(f"measured {dt.datetime.now():%Y-%m-%d %H:%M}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,6 +13,7 @@ then measures, in the same run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -47,7 +48,7 @@ def ensure_data(data_dir: Path, size_mb: int, files: int) -> tuple[list[Path], i
     else:
         shutil.rmtree(data_dir, ignore_errors=True)
         data_dir.mkdir(parents=True)
-        print(f"generating {days * servers} files x {per_file:,} lines in {data_dir} ...", flush=True)
+        print(f"generating {days * servers} files x {per_file:,} lines in {data_dir}", flush=True)
         started = time.monotonic()
         paths = generate_logs(data_dir, spec)
         manifest.write_text(json.dumps(wanted))
@@ -91,10 +92,8 @@ def run_measured(args: list[str], cwd: Path) -> tuple[int, float, int, str]:
                 tree = [parent, *parent.children(recursive=True)]
                 rss = 0
                 for member in tree:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         rss += member.memory_info().rss
-                    except psutil.Error:
-                        pass
                 peak = max(peak, rss)
             except psutil.Error:
                 pass
@@ -115,17 +114,31 @@ def main() -> int:
 
     paths, expected_lines = ensure_data(args.data, args.size_mb, args.files)
     raw = sum(p.stat().st_size for p in paths)
-    print(f"input: {len(paths)} files, {expected_lines:,} lines, {raw / 1e6:,.0f} MB gzip, "
-          f"about {expected_lines * BYTES_PER_LINE / 1e9:.2f} GB uncompressed; "
-          f"{os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"input: {len(paths)} files, {expected_lines:,} lines, {raw / 1e6:,.0f} MB gzip, "
+        f"about {expected_lines * BYTES_PER_LINE / 1e9:.2f} GB uncompressed; "
+        f"{os.cpu_count()} cores"
+    )
 
     lines, seconds = reference_loop(paths)
-    print(f"reference  single-core isal + orjson.loads loop: {lines / seconds:>10,.0f} lines/s "
-          f"({seconds:.1f}s)", flush=True)  # fmt: skip
+    print(
+        f"reference  single-core isal + orjson.loads loop: {lines / seconds:>10,.0f} lines/s "
+        f"({seconds:.1f}s)",
+        flush=True,
+    )
 
     launch = [sys.executable, "-m", "pipeline.launch"]
-    common = ["--local-scheduler", "--interval", "2016-03", "--source", json.dumps([str(args.data) + "/"]),
-              "--pattern", json.dumps([PATTERN]), "--processes", str(args.processes)]  # fmt: skip
+    common = [
+        "--local-scheduler",
+        "--interval",
+        "2016-03",
+        "--source",
+        json.dumps([str(args.data) + "/"]),
+        "--pattern",
+        json.dumps([PATTERN]),
+        "--processes",
+        str(args.processes),
+    ]
     failures = 0
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
         work = Path(scratch)
@@ -139,9 +152,11 @@ def main() -> int:
                 failures += 1
                 print(f"{task} FAILED (exit {status}):\n{tail}")
                 continue
-            print(f"{task:<27} end to end: {expected_lines / seconds:>10,.0f} lines/s "
-                  f"({seconds:.1f}s), peak RSS {peak / 2**20:,.0f} MB (process tree)",
-                  flush=True)  # fmt: skip
+            print(
+                f"{task:<27} end to end: {expected_lines / seconds:>10,.0f} lines/s "
+                f"({seconds:.1f}s), peak RSS {peak / 2**20:,.0f} MB (process tree)",
+                flush=True,
+            )
     print(f"measured {dt.datetime.now():%Y-%m-%d %H:%M}")
     return 1 if failures else 0
 

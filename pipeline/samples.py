@@ -64,11 +64,25 @@ def _block(course: str, kind: str) -> str:
 
 
 def _browser_event(rng, when, user, course):
-    name = rng.choice(["play_video", "pause_video", "seek_video", "seq_goto", "page_close",
-                       "problem_show", "load_video", "speed_change_video"])  # fmt: skip
+    name = rng.choice(
+        [
+            "play_video",
+            "pause_video",
+            "seek_video",
+            "seq_goto",
+            "page_close",
+            "problem_show",
+            "load_video",
+            "speed_change_video",
+        ]
+    )
     if "video" in name:
-        data = {"id": os.urandom(16).hex(), "currentTime": round(rng.random() * 900, 3),
-                "code": rng.choice(["html5", "mobile", "hls"]), "duration": 612.3}  # fmt: skip
+        data = {
+            "id": os.urandom(16).hex(),
+            "currentTime": round(rng.random() * 900, 3),
+            "code": rng.choice(["html5", "mobile", "hls"]),
+            "duration": 612.3,
+        }
     else:
         data = {
             "old": rng.randint(1, 9),
@@ -77,11 +91,21 @@ def _browser_event(rng, when, user, course):
         }
     page = f"https://lms.example.org/courses/{course}/courseware/{os.urandom(6).hex()}/"
     return {
-        "username": f"learner{user}", "session": os.urandom(16).hex(), "ip": _ip(rng),
-        "agent": AGENT, "host": "lms.example.org", "referer": page, "accept_language": "en-US,en;q=0.9",
-        "event": json.dumps(data), "event_source": "browser", "event_type": name, "name": name,
-        "time": when, "page": page, "context": _context(rng, user, course, "/event"),
-    }  # fmt: skip
+        "username": f"learner{user}",
+        "session": os.urandom(16).hex(),
+        "ip": _ip(rng),
+        "agent": AGENT,
+        "host": "lms.example.org",
+        "referer": page,
+        "accept_language": "en-US,en;q=0.9",
+        "event": json.dumps(data),
+        "event_source": "browser",
+        "event_type": name,
+        "name": name,
+        "time": when,
+        "page": page,
+        "context": _context(rng, user, course, "/event"),
+    }
 
 
 def _server_event(rng, when, user, course):
@@ -89,40 +113,75 @@ def _server_event(rng, when, user, course):
         f"/courses/{course}/xblock/{_block(course, 'problem')}/handler/xmodule_handler/problem_get"
     )
     return {
-        "username": f"learner{user}", "session": os.urandom(16).hex(), "ip": _ip(rng),
-        "agent": AGENT, "host": "lms.example.org", "referer": "https://lms.example.org/dashboard",
-        "accept_language": "en-US,en;q=0.9", "event": {"GET": {}, "POST": {}},
-        "event_source": "server", "event_type": path, "time": when, "page": None,
+        "username": f"learner{user}",
+        "session": os.urandom(16).hex(),
+        "ip": _ip(rng),
+        "agent": AGENT,
+        "host": "lms.example.org",
+        "referer": "https://lms.example.org/dashboard",
+        "accept_language": "en-US,en;q=0.9",
+        "event": {"GET": {}, "POST": {}},
+        "event_source": "server",
+        "event_type": path,
+        "time": when,
+        "page": None,
         "context": _context(rng, user, course, path),
-    }  # fmt: skip
+    }
 
 
 def _problem_check(rng, when, user, course):
     problem = _block(course, "problem")
     answers = {f"{problem}_2_{i}": f"choice_{rng.randint(0, 3)}" for i in range(1, 4)}
     return {
-        "username": f"learner{user}", "session": os.urandom(16).hex(), "ip": _ip(rng),
-        "agent": AGENT, "host": "lms.example.org", "referer": "https://lms.example.org/",
-        "accept_language": "en", "event_source": "server", "event_type": "problem_check",
-        "time": when, "page": f"x_module_{problem}",
-        "event": {"problem_id": problem, "answers": answers, "attempts": rng.randint(1, 3),
-                  "grade": rng.randint(0, 3), "max_grade": 3, "success": "incorrect",
-                  "correct_map": {k: {"correctness": "incorrect", "npoints": None, "msg": "",
-                                      "hint": "", "hintmode": None, "queuestate": None}
-                                  for k in answers}},
+        "username": f"learner{user}",
+        "session": os.urandom(16).hex(),
+        "ip": _ip(rng),
+        "agent": AGENT,
+        "host": "lms.example.org",
+        "referer": "https://lms.example.org/",
+        "accept_language": "en",
+        "event_source": "server",
+        "event_type": "problem_check",
+        "time": when,
+        "page": f"x_module_{problem}",
+        "event": {
+            "problem_id": problem,
+            "answers": answers,
+            "attempts": rng.randint(1, 3),
+            "grade": rng.randint(0, 3),
+            "max_grade": 3,
+            "success": "incorrect",
+            "correct_map": {
+                k: {
+                    "correctness": "incorrect",
+                    "npoints": None,
+                    "msg": "",
+                    "hint": "",
+                    "hintmode": None,
+                    "queuestate": None,
+                }
+                for k in answers
+            },
+        },
         "context": _context(rng, user, course, "/event"),
-    }  # fmt: skip
+    }
 
 
 def _enrollment_event(rng, when, user, course):
     kind = rng.choices(["activated", "deactivated", "mode_changed"], weights=[6, 2, 1])[0]
     return {
-        "username": f"learner{user}", "event_source": "server", "ip": _ip(rng), "agent": AGENT,
-        "host": "lms.example.org", "event_type": f"edx.course.enrollment.{kind}",
-        "name": f"edx.course.enrollment.{kind}", "time": when, "page": None,
+        "username": f"learner{user}",
+        "event_source": "server",
+        "ip": _ip(rng),
+        "agent": AGENT,
+        "host": "lms.example.org",
+        "event_type": f"edx.course.enrollment.{kind}",
+        "name": f"edx.course.enrollment.{kind}",
+        "time": when,
+        "page": None,
         "event": {"course_id": course, "user_id": user, "mode": rng.choice(MODES)},
         "context": _context(rng, user, course, "/change_enrollment"),
-    }  # fmt: skip
+    }
 
 
 def _ip(rng: random.Random) -> str:
@@ -210,15 +269,24 @@ def generate_lms_database(path: Path, spec: SampleSpec) -> Path:
     connection.executemany(
         "INSERT INTO auth_userprofile (user_id, gender, year_of_birth, level_of_education) "
         "VALUES (?, ?, ?, ?)",
-        [(u, rng.choice(GENDERS), rng.choice([None, *range(1950, 2006)]), rng.choice(EDUCATION))
-         for u in range(1, spec.users + 1)],
-    )  # fmt: skip
+        [
+            (u, rng.choice(GENDERS), rng.choice([None, *range(1950, 2006)]), rng.choice(EDUCATION))
+            for u in range(1, spec.users + 1)
+        ],
+    )
     grades = []
     for user in range(1, spec.users + 1, 3):
         course = rng.choice(COURSES)
         passed = rng.random() < 0.4
-        grades.append((user, course, 0.8 if passed else 0.2, "Pass" if passed else "",
-                       "2016-03-02 00:00:00" if passed else None))  # fmt: skip
+        grades.append(
+            (
+                user,
+                course,
+                0.8 if passed else 0.2,
+                "Pass" if passed else "",
+                "2016-03-02 00:00:00" if passed else None,
+            )
+        )
     connection.executemany(
         "INSERT INTO grades_persistentcoursegrade (user_id, course_id, percent_grade, "
         "letter_grade, passed_timestamp) VALUES (?, ?, ?, ?, ?)",

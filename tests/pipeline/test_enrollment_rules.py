@@ -222,8 +222,13 @@ def test_summary_has_no_row_without_a_valid_activation():
 
 
 def test_candidate_lines_are_the_lines_spelling_out_an_enrollment_type():
-    lines = [b'{"event_type": "play_video"}', b'{"event_type": "edx.course.enrollment.activated"}',
-             b"", b'{"a": "edx.course.enrollment.x", "b": "edx.course.enrollment.y"}', b'{"x": 1}']  # fmt: skip
+    lines = [
+        b'{"event_type": "play_video"}',
+        b'{"event_type": "edx.course.enrollment.activated"}',
+        b"",
+        b'{"a": "edx.course.enrollment.x", "b": "edx.course.enrollment.y"}',
+        b'{"x": 1}',
+    ]
     assert e.candidate_lines(b"\n".join(lines)) == [lines[1], lines[3]]
     assert e.candidate_lines(lines[1]) == [lines[1]]
 
@@ -236,7 +241,10 @@ def test_extract_file_counts_every_line_once(tmp_path):
     junk = b'["edx.course.enrollment.activated"]'
     (tmp_path / "log").write_bytes(b'{"event_type": "other"}\n' + line + b"\n" + junk + b"\n")
     result = e.extract_file(str(tmp_path / "log"), DATES, 1 << 20)
-    assert result.value == {"2014-08-01": [("a/b/c", "1", "2014-08-01T10:00:00.000000",
-                                            "edx.course.enrollment.activated", "x")]}  # fmt: skip
+    assert result.value == {
+        "2014-08-01": [
+            ("a/b/c", "1", "2014-08-01T10:00:00.000000", "edx.course.enrollment.activated", "x")
+        ]
+    }
     assert result.discards == {e.NOT_ENROLLMENT: 1, "not a JSON object": 1}
     assert result.lines == 3

@@ -68,8 +68,10 @@ def test_blocks_split_into_exactly_the_file_lines(tmp_path, seed):
 
     rng = random.Random(seed)
     block, limit = rng.choice([16, 64, 1000]), rng.choice([64, 2000])
-    lines = [bytes([97 + rng.randrange(26)]) * rng.choice([0, 1, 5, 63, 64, 65, 700, 3000])
-             for _ in range(rng.randrange(1, 60))]  # fmt: skip
+    lines = [
+        bytes([97 + rng.randrange(26)]) * rng.choice([0, 1, 5, 63, 64, 65, 700, 3000])
+        for _ in range(rng.randrange(1, 60))
+    ]
     ending = rng.choice([b"", b"\n"])
     (tmp_path / "f").write_bytes(b"\n".join(lines) + ending)
     got, counters = read_all(tmp_path / "f", block_bytes=block, max_line_bytes=limit)

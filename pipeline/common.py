@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
 import luigi
 
@@ -15,6 +16,12 @@ from pipeline import engine, fs, report, selection
 from pipeline.reader import DEFAULT_MAX_LINE_BYTES
 
 log = logging.getLogger(__name__)
+
+# Luigi calls reading a parameter from another section (config_path) deprecated; upstream's
+# config files do exactly that, and must keep working.
+warnings.filterwarnings(
+    "ignore", message="The use of the configuration", category=DeprecationWarning
+)
 
 
 class UrlTarget(luigi.Target):

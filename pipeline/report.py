@@ -33,12 +33,14 @@ def collect(directory: str | os.PathLike) -> list[dict]:
     return records
 
 
-def total_discards(records: list[dict]) -> dict[str, int]:
-    totals: dict[str, int] = {}
+def discards_by_task(records: list[dict]) -> dict[str, dict[str, int]]:
+    """``{task family: {reason: lines}}`` for the tasks that discarded anything."""
+    totals: dict[str, dict[str, int]] = {}
     for rec in records:
         for reason, count in rec.get("discards", {}).items():
-            totals[reason] = totals.get(reason, 0) + count
-    return dict(sorted(totals.items()))
+            per_task = totals.setdefault(rec["task"], {})
+            per_task[reason] = per_task.get(reason, 0) + count
+    return totals
 
 
 def format_summary(records: list[dict]) -> str:

@@ -1,0 +1,321 @@
+"""The analytics pipeline's daily import as a Prefect flow: ``analytics-import``.
+
+The story: check the parameters, point the pipeline at the logs and databases, count events per
+day (TotalEventsReportWorkflow: counts and the CSV report), import enrollments
+(ImportEnrollmentsIntoMysql: six tables in the result database), then publish what happened:
+events per day, enrollments per course, lines discarded and why.
+
+Run it on generated sample logs with embedded defaults (SQLite, local files):
+
+    uv run python -m flows.analytics --demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from luigi.parameter import DateIntervalParameter
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from pydantic import BaseModel, Field
+
+from pipeline import config, engine, fs, report
+from pipeline.database import Database, settings_from
+from pipeline.enrollment_loads import ImportEnrollmentsIntoMysql
+from pipeline.total_events import TotalEventsReportWorkflow
+from tasks.pipeline import run_pipeline_task
+
+DEFAULT_PATTERNS = [r".*tracking.log-(?P<date>\d{8}).*\.gz", r".*tracking.log-(?P<date>\d{8})$"]
+
+
+class LogSelection(BaseModel):
+    """Where the tracking logs are and which files to read."""
+
+    sources: list[str] = Field(
+        default=["tracking-logs/"],
+        min_length=1,
+        description="Directories or s3:// prefixes, searched recursively.",
+    )
+    patterns: list[str] = Field(
+        default=DEFAULT_PATTERNS,
+        min_length=1,
+        description="Regular expressions on full paths; a (?P<date>...) "
+        "group selects files by date.",
+    )
+    expand_interval: str = Field(
+        default="2 days", description="How far beyond the interval to look for its events."
+    )
+
+
+class Outputs(BaseModel):
+    """Where results go. Relative paths are relative to the flow's working directory."""
+
+    warehouse: str = Field(default="warehouse/", description="Intermediate tables (path or s3://).")
+    report_dir: str = Field(default="reports/", description="Daily counts and the CSV report.")
+    sqlite_database: str = Field(
+        default="analytics-results.sqlite",
+        description="Result database when no MySQL block is named.",
+    )
+    result_database_block: str | None = Field(
+        default=None,
+        description="Name of a MySQL Database block for the results (else the SQLite file).",
+    )
+    lms_database_block: str | None = Field(
+        default=None,
+        description="Name of a MySQL Database block for the LMS (auth_userprofile, grades).",
+    )
+    lms_sqlite_database: str = Field(
+        default="edxapp.sqlite", description="LMS database when no LMS block is named."
+    )
+
+
+def default_interval(today: dt.date | None = None) -> str:
+    """From the configured ``[enrollments] interval_start`` up to and including yesterday."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    start = config.get("enrollments", "interval_start", "2013-11-01")
+    return f"{start}-{today.isoformat()}"
+
+
+def parse_interval(text: str):
+    try:
+        return DateIntervalParameter().parse(text)
+    except Exception as exc:
+        raise ValueError(
+            f"interval {text!r}: expected 2016, 2016-03, 2016-W09, 2016-03-01 or "
+            "2016-03-01-2016-03-08"
+        ) from exc
+
+
+@contextlib.contextmanager
+def database_settings(outputs: Outputs):
+    """Config overrides for the two databases; credentials files live only inside this block."""
+    with contextlib.ExitStack() as stack:
+        sections = {}
+        for section, block_name, sqlite in (
+            ("database-export", outputs.result_database_block, outputs.sqlite_database),
+            ("database-import", outputs.lms_database_block, outputs.lms_sqlite_database),
+        ):
+            if block_name:
+                from blocks.database import MySqlDatabase
+
+                block = MySqlDatabase.load(block_name)
+                path = stack.enter_context(block.credentials_file())
+                sections[section] = {"database": block.database, "credentials": path}
+            else:
+                sections[section] = {"database": sqlite, "credentials": ""}
+        yield sections
+
+
+def progress_reporter(artifact_id):
+    logger = get_run_logger()
+
+    def on_progress(state: engine.Progress) -> None:
+        update_progress_artifact(artifact_id, progress=round(100 * state.fraction, 1))
+        logger.info("reading logs: %s", state.describe())
+
+    return on_progress
+
+
+@flow(name="analytics-import", log_prints=True)
+def analytics_import(
+    interval: str | None = None,
+    logs: LogSelection = LogSelection(),
+    outputs: Outputs = Outputs(),
+    overwrite_n_days: int = Field(default=3, ge=0, description="Days re-read from raw logs."),
+    import_enrollments: bool = True,
+    processes: int = Field(default=0, ge=0, description="Worker processes; 0 = every core."),
+    retries: int = Field(default=2, ge=0, le=10, description="Retries of a failed pipeline step."),
+) -> dict:
+    """Count events per day and import enrollments into the result database.
+
+    Args:
+        interval: Luigi date interval (2016, 2016-03, 2016-03-01-2016-03-08); default: from
+            ``[enrollments] interval_start`` to today, half-open.
+        logs: Where the tracking logs are.
+        outputs: Where the warehouse, reports and result database are.
+        overwrite_n_days: The last days of the interval to extract again from raw logs.
+        import_enrollments: Also run the enrollment chain (ImportEnrollmentsIntoMysql).
+        processes: Worker processes for reading logs; 0 = every core.
+        retries: How often a failed pipeline step is retried (a minute apart); completed
+            work is never redone.
+    """
+    logger = get_run_logger()
+    interval_text = interval or default_interval()
+    parsed = parse_interval(interval_text)
+    for source in logs.sources:
+        fs.check_supported(source)
+
+    report_dir = tempfile.mkdtemp(prefix="pipeline-report-")
+    previous = os.environ.get(report.ENV_VAR)
+    os.environ[report.ENV_VAR] = report_dir
+    progress_id = create_progress_artifact(progress=0.0, description="Tracking logs read")
+    listener = progress_reporter(progress_id)
+    engine.progress_listeners.append(listener)
+    try:
+        with database_settings(outputs) as databases:
+            config.configure(
+                overrides={
+                    "event-logs": {"expand_interval": logs.expand_interval},
+                    "hive": {"warehouse_path": outputs.warehouse},
+                    "local-engine": {"processes": str(processes)},
+                    **databases,
+                }
+            )
+            selection = {"source": logs.sources, "pattern": logs.patterns}
+            counts = fs.join(outputs.report_dir, "total_events_counts") + "/"
+            csv_report = fs.join(outputs.report_dir, "total_events.csv")
+            run_step = run_pipeline_task.with_options(retries=retries)
+            run_step(
+                TotalEventsReportWorkflow(
+                    interval=parsed, counts=counts, report=csv_report, **selection
+                )
+            )
+            if import_enrollments:
+                run_step(
+                    ImportEnrollmentsIntoMysql(
+                        interval=parsed, overwrite_n_days=overwrite_n_days, **selection
+                    )
+                )
+            enrollments = (
+                enrollments_per_course(databases["database-export"], parsed)
+                if import_enrollments
+                else []
+            )
+        update_progress_artifact(progress_id, progress=100.0)
+        records = report.collect(report_dir)
+        summary = publish(interval_text, csv_report, outputs, records, enrollments, counts)
+        logger.info("analytics-import done: %s events, report at %s", summary["events"], csv_report)
+        return summary
+    finally:
+        engine.progress_listeners.remove(listener)
+        shutil.rmtree(report_dir, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(report.ENV_VAR, None)
+        else:
+            os.environ[report.ENV_VAR] = previous
+
+
+def enrollments_per_course(export: dict, interval) -> list[dict]:
+    """Enrollment counts per course on the interval's last day, from the result database."""
+    database = Database(settings_from(export["database"], export["credentials"], "database-export"))
+    last = (interval.date_b - dt.timedelta(days=1)).isoformat()
+    rows = database.query(
+        f"SELECT course_id, `count`, cumulative_count FROM course_enrollment_daily "
+        f"WHERE `date` = {database.placeholder} ORDER BY course_id",
+        (last,),
+    )
+    return [{"course_id": c, "date": last, "enrolled": n, "ever_enrolled": t} for c, n, t in rows]
+
+
+def read_events_per_day(counts: str) -> list[dict]:
+    from pipeline.total_events import read_counts
+
+    totals = read_counts(counts)
+    return [{"date": day, "events": totals[day]} for day in sorted(totals)]
+
+
+def publish(
+    interval: str,
+    csv_report: str,
+    outputs: Outputs,
+    records: list[dict],
+    enrollments: list[dict],
+    counts: str,
+) -> dict:
+    per_day = read_events_per_day(counts)
+    create_table_artifact(
+        key="events-per-day",
+        table=per_day or [{"date": "-", "events": 0}],
+        description=f"Events per day, {interval}",
+    )
+    if enrollments:
+        create_table_artifact(
+            key="enrollments-per-course",
+            table=enrollments,
+            description="Enrollments per course on the last day",
+        )
+    discards = report.discards_by_task(records)
+    rows = [
+        {"task": t, "reason": r, "lines": n}
+        for t, reasons in discards.items()
+        for r, n in sorted(reasons.items())
+    ]
+    create_table_artifact(
+        key="discarded-lines",
+        table=rows or [{"task": "-", "reason": "none", "lines": 0}],
+        description="Lines each task read but could not use, by reason",
+    )
+    database = outputs.result_database_block or os.path.abspath(outputs.sqlite_database)
+    create_markdown_artifact(
+        key="analytics-import-outputs",
+        markdown=f"# analytics-import {interval}\n\n- report: `{csv_report}`\n- daily counts: "
+        f"`{counts}`\n- warehouse: `{outputs.warehouse}`\n- result database: `{database}`\n\n"
+        f"```\n{report.format_summary(records)}\n```\n",
+    )
+    return {
+        "interval": interval,
+        "report": csv_report,
+        "result_database": database,
+        "events": sum(row["events"] for row in per_day),
+        "events_per_day": per_day,
+        "enrollments": enrollments,
+        "discards": discards,
+    }
+
+
+def demo(directory: Path) -> dict:
+    """Generate sample logs and an LMS database in ``directory``, then run the flow there."""
+    from pipeline.samples import SampleSpec, generate_lms_database, generate_logs
+
+    directory.mkdir(parents=True, exist_ok=True)
+    spec = SampleSpec()
+    if not (directory / "tracking-logs").exists():
+        print(f"generating sample tracking logs in {directory / 'tracking-logs'}")
+        generate_logs(directory / "tracking-logs", spec)
+        generate_lms_database(directory / "edxapp.sqlite", spec)
+    os.chdir(directory)
+    end = spec.start + dt.timedelta(days=spec.days)
+    return analytics_import(interval=f"{spec.start}-{end}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run analytics-import once, in this process.")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="generate sample logs in --dir and run on them with SQLite",
+    )
+    parser.add_argument(
+        "--dir", type=Path, default=Path("demo"), help="working directory for --demo"
+    )
+    parser.add_argument("--interval", help="luigi interval, e.g. 2016-03-01-2016-03-04")
+    args = parser.parse_args(argv)
+    if args.demo:
+        summary = demo(args.dir.resolve())
+        base = args.dir.resolve()
+        print(f"\nevents per day: {[(r['date'], r['events']) for r in summary['events_per_day']]}")
+        print(f"TotalEventsReport CSV:  {base / summary['report']}")
+        print(
+            f"result database:        {summary['result_database']}"
+            " (tables course_enrollment_daily, course_enrollment_mode_daily, ...)"
+        )
+        print(f"enrollment warehouse:   {base / 'warehouse'}")
+        return 0
+    summary = analytics_import(interval=args.interval)
+    print(f"report: {summary['report']}; result database: {summary['result_database']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The analytics-import flow on a real (test) Prefect server, with the real pipeline."""
+
+import asyncio
+import sqlite3
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.analytics import Outputs, analytics_import
+from pipeline.samples import SampleSpec, generate_lms_database, generate_logs
+
+SPEC = SampleSpec(days=2, servers=2, lines_per_file=3000, users=300)
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    generate_logs(tmp_path / "tracking-logs", SPEC)
+    generate_lms_database(tmp_path / "edxapp.sqlite", SPEC)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+async def artifacts_of(flow_run_id):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        return await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+
+
+def test_daily_import_writes_report_and_tables_and_publishes_artifacts(site):
+    state = analytics_import(interval="2016-03-01-2016-03-03", return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    # every generated line is an event of its own day, except the few junk lines mixed in
+    assert summary["events"] == sum(row["events"] for row in summary["events_per_day"])
+    assert [r["date"] for r in summary["events_per_day"]] == ["2016-03-01", "2016-03-02"]
+    # every line read is either counted or discarded with a reason
+    discarded = sum(summary["discards"].get("TotalEventsDailyTask", {}).values())
+    assert summary["events"] + discarded == SPEC.days * SPEC.servers * SPEC.lines_per_file
+    csv_lines = (site / "reports" / "total_events.csv").read_text().splitlines()
+    assert csv_lines[0] == "date,event_count"
+    assert csv_lines[1].startswith("2016-03-02,")
+    connection = sqlite3.connect(site / "analytics-results.sqlite")
+    (courses,) = connection.execute(
+        "SELECT COUNT(DISTINCT course_id) FROM course_enrollment_daily WHERE date = '2016-03-02'"
+    ).fetchone()
+    assert courses == len(summary["enrollments"]) > 0
+    keys = {a.key for a in asyncio.run(artifacts_of(state.state_details.flow_run_id))}
+    assert {
+        "events-per-day",
+        "enrollments-per-course",
+        "discarded-lines",
+        "analytics-import-outputs",
+    } <= keys
+
+
+def test_rerun_skips_completed_work(site):
+    first = analytics_import(interval="2016-03-01-2016-03-03")
+    csv = site / "reports" / "total_events.csv"
+    stamp = csv.stat().st_mtime_ns
+    again = analytics_import(interval="2016-03-01-2016-03-03")
+    assert again["events"] == first["events"]
+    assert csv.stat().st_mtime_ns == stamp
+    assert again["discards"] == {}  # nothing was read again
+
+
+def test_corrupt_log_fails_the_flow_naming_the_file(site):
+    bad = site / "tracking-logs" / "lms-1" / "tracking.log-20160302.gz"
+    bad.write_bytes(bad.read_bytes()[:2000])
+    state = analytics_import(interval="2016-03-01-2016-03-03", retries=0, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="tracking.log-20160302.gz"):
+        state.result()
+    assert not (site / "reports" / "total_events.csv").exists()
+
+
+def test_bad_interval_is_refused_by_name(site):
+    state = analytics_import(interval="2016-13", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ValueError, match="interval '2016-13'"):
+        state.result()
+
+
+def test_mysql_block_password_never_reaches_logs_or_results(site, mariadb):
+    from blocks.database import MySqlDatabase
+    from tests.lms import load_lms_mariadb
+
+    load_lms_mariadb(mariadb, "edxapp")
+    creds = mariadb.credentials()
+    for name, database in (("results-db", "reports"), ("lms-db", "edxapp")):
+        MySqlDatabase(
+            host=creds["host"],
+            port=creds["port"],
+            username=creds["username"],
+            password=creds["password"],
+            database=database,
+        ).save(name, overwrite=True)
+    state = analytics_import(
+        interval="2016-03-01-2016-03-03",
+        outputs=Outputs(result_database_block="results-db", lms_database_block="lms-db"),
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert creds["password"] not in repr(summary)
+    assert summary["enrollments"], "enrollments per course come from MariaDB"
+    with mariadb.connect("reports").cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM course_enrollment_daily")
+        assert cursor.fetchone()[0] > 0
+    assert not (site / "analytics-results.sqlite").exists()

@@ -302,14 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", help="luigi interval, e.g. 2016-03-01-2016-03-04")
     args = parser.parse_args(argv)
     if args.demo:
-        summary = demo(args.dir.resolve())
         base = args.dir.resolve()
+        summary = demo(base)
         print(f"\nevents per day: {[(r['date'], r['events']) for r in summary['events_per_day']]}")
         print(f"TotalEventsReport CSV:  {base / summary['report']}")
-        print(
-            f"result database:        {summary['result_database']}"
-            " (tables course_enrollment_daily, course_enrollment_mode_daily, ...)"
-        )
+        print(f"result database:        {summary['result_database']}"
+              " (tables course_enrollment_daily, course_enrollment_mode_daily, ...)")  # fmt: skip
         print(f"enrollment warehouse:   {base / 'warehouse'}")
         return 0
     summary = analytics_import(interval=args.interval)

@@ -10,6 +10,7 @@ after every file succeeded, so a failure leaves nothing half-done.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -79,6 +80,39 @@ def _context():
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["pipeline.extraction"])
     return ctx
+
+
+def _forget_inherited_fork_server() -> None:
+    # A forked child (luigi --workers N) cannot use its parent's fork server: that server is
+    # not the child's child, so multiprocessing's liveness check fails. It starts its own.
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(server._forkserver_alive_fd)
+    server._forkserver_pid = server._forkserver_address = server._forkserver_alive_fd = None
+
+
+def warm_up() -> None:
+    """Start the fork server in the background, so it is ready when the first files come.
+
+    Starting it imports the extraction code in a fresh interpreter (about 0.1 s); launch-task
+    calls this first thing, to overlap that with its own start-up.
+    """
+    import threading
+    from multiprocessing import forkserver
+
+    os.register_at_fork(after_in_child=_forget_inherited_fork_server)
+
+    def start() -> None:
+        _context()
+        try:
+            forkserver.ensure_running()
+        except Exception:  # the pool will try again and report any real problem
+            log.debug("fork server warm-up failed", exc_info=True)
+
+    threading.Thread(target=start, name="forkserver-warm-up", daemon=True).start()
 
 
 def map_files(

@@ -240,3 +240,25 @@ def test_config_file_chain_supplies_parameters(workspace: Workspace):
     )
     assert result.returncode == 0, result.output
     assert read_counts(workspace.root / "out" / "part-00000") == [("2016-03-01", "1")]
+
+
+def test_week_and_month_intervals_cover_their_days(workspace: Workspace):
+    days = ["2016-02-28", "2016-02-29", "2016-03-06", "2016-03-07"]
+    workspace.write_log(
+        "tracking.log-20160301.gz", [event(f"{day}T12:00:00+00:00") for day in days]
+    )
+    week = workspace.launch("TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-W09",
+                            *workspace.source_args(), "--output-root", "week/")  # fmt: skip
+    assert week.returncode == 0, week.output
+    # ISO week 9 of 2016 is Monday 2016-02-29 .. Sunday 2016-03-06
+    assert read_counts(workspace.root / "week" / "part-00000") == [
+        ("2016-02-29", "1"),
+        ("2016-03-06", "1"),
+    ]
+    month = workspace.launch("TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-02",
+                             *workspace.source_args(), "--output-root", "month/")  # fmt: skip
+    assert month.returncode == 0, month.output
+    assert read_counts(workspace.root / "month" / "part-00000") == [
+        ("2016-02-28", "1"),
+        ("2016-02-29", "1"),
+    ]

@@ -235,18 +235,7 @@ class EnrollmentTableLoad(EnrollmentStateMixin, ResultDatabaseMixin, ReportingMi
     table: TableSpec
 
     def requires(self):
-        return CourseEnrollmentTask(
-            interval=self.interval,
-            overwrite_n_days=self.overwrite_n_days,
-            warehouse_path=self.warehouse_path,
-            source=self.source,
-            pattern=self.pattern,
-            expand_interval=self.expand_interval,
-            date_pattern=self.date_pattern,
-            mapreduce_engine=self.mapreduce_engine,
-            processes=self.processes,
-            max_line_bytes=self.max_line_bytes,
-        )
+        return self.clone(CourseEnrollmentTask)
 
     def output(self):
         return DatabaseLoadTarget(self.result_database(), self.table.name, self.task_id)
@@ -369,5 +358,4 @@ class ImportEnrollmentsIntoMysql(EnrollmentStateMixin, ResultDatabaseMixin, luig
     """
 
     def requires(self):
-        shared = {name: getattr(self, name) for name, _ in self.get_params()}
-        return [task(**shared) for task in LOAD_TASKS]
+        return [self.clone(task) for task in LOAD_TASKS]

@@ -132,18 +132,7 @@ class EnrollmentStateMixin(EventLogSelectionMixin, EngineMixin, WarehouseMixin, 
         window = self.refresh_window()
         if window.date_a >= window.date_b:
             return []
-        return CourseEnrollmentEventsTask(
-            interval=window,
-            overwrite=True,
-            warehouse_path=self.warehouse_path,
-            source=self.source,
-            pattern=self.pattern,
-            expand_interval=self.expand_interval,
-            date_pattern=self.date_pattern,
-            mapreduce_engine=self.mapreduce_engine,
-            processes=self.processes,
-            max_line_bytes=self.max_line_bytes,
-        )
+        return self.clone(CourseEnrollmentEventsTask, interval=window, overwrite=True)
 
     def existing_day_files(self) -> list[str]:
         """Day files of the interval: the refreshed window's, and older ones where present."""

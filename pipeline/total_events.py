@@ -151,17 +151,7 @@ class TotalEventsReportWorkflow(EventLogSelectionMixin, EngineMixin, TotalEvents
     interval = luigi.DateIntervalParameter(description="Dates to count.")
 
     def requires(self):
-        return TotalEventsDailyTask(
-            interval=self.interval,
-            output_root=self.counts,
-            source=self.source,
-            pattern=self.pattern,
-            expand_interval=self.expand_interval,
-            date_pattern=self.date_pattern,
-            mapreduce_engine=self.mapreduce_engine,
-            processes=self.processes,
-            max_line_bytes=self.max_line_bytes,
-        )
+        return self.clone(TotalEventsDailyTask, output_root=self.counts)
 
     def counts_location(self) -> str:
         # The daily task writes a directory: read it as one even without the trailing '/'.

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("local", "hadoop", "emu")
 LOG_EVERY_SECONDS = 5.0
+PROGRESS_EVERY_SECONDS = 2.0
 
 
 @dataclass
@@ -54,10 +55,10 @@ class Progress:
         return self.files_done / self.files_total if self.files_total else 1.0
 
     def describe(self) -> str:
-        rate = self.lines / self.elapsed if self.elapsed > 0 else 0.0
+        rate = self.bytes_done / self.elapsed / 1e6 if self.elapsed > 0 else 0.0
         return (
-            f"{self.files_done}/{self.files_total} files, {self.fraction:.0%} of input, "
-            f"{self.lines:,} lines, {rate:,.0f} lines/s"
+            f"{self.files_done}/{self.files_total} files, {self.fraction:.0%} of input "
+            f"({rate:,.1f} MB/s compressed), {self.lines:,} lines in finished files"
         )
 
 
@@ -115,59 +116,117 @@ def warm_up() -> None:
     threading.Thread(target=start, name="forkserver-warm-up", daemon=True).start()
 
 
+# In worker processes: the parent's array of compressed bytes read so far, one slot per file.
+_positions = None
+
+
+def _init_worker(positions) -> None:
+    global _positions
+    _positions = positions
+
+
+@dataclass(frozen=True)
+class FilePosition:
+    """Where a mapper reports how far into its file it has read (picklable, so it can travel
+    to a worker; it writes into the array the worker received when it started)."""
+
+    index: int
+
+    def __call__(self, position: int) -> None:
+        if _positions is not None:
+            _positions[self.index] = position
+
+
+class _Tracker:
+    """Turns finished files and read positions into Progress for logs and listeners."""
+
+    def __init__(self, files: list[SelectedFile], listeners: list[ProgressCallback], positions):
+        self.files, self.listeners, self.positions = files, listeners, positions
+        self.total = sum(f.size for f in files)
+        self.started = self.last_tick = self.last_log = time.monotonic()
+        self.done: set[int] = set()
+        self.done_bytes = self.lines = 0
+
+    def file_done(self, index: int, result: FileResult) -> None:
+        self.done.add(index)
+        self.done_bytes += self.files[index].size
+        self.lines += result.lines
+        self.tick(force=True)
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_tick < PROGRESS_EVERY_SECONDS:
+            return
+        self.last_tick = now
+        partial = sum(
+            min(self.positions[i], self.files[i].size)
+            for i in range(len(self.files))
+            if i not in self.done
+        )
+        state = Progress(len(self.done), len(self.files), self.done_bytes + partial, self.total,
+                         self.lines, now - self.started)  # fmt: skip
+        if len(self.done) == len(self.files) or now - self.last_log >= LOG_EVERY_SECONDS:
+            self.last_log = now
+            log.info("progress: %s", state.describe())
+        for listener in self.listeners:
+            listener(state)
+
+
 def map_files(
-    mapper: Callable[[str], FileResult],
+    mapper: Callable[[str, FilePosition], FileResult],
     files: list[SelectedFile],
     processes: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> Iterator[FileResult]:
-    """Run ``mapper(url)`` for each file, in parallel, yielding results as they finish."""
+    """Run ``mapper(url, position)`` for each file, in parallel, yielding results as they finish.
+
+    ``position`` is a callable the mapper may call with the number of (compressed) bytes it has
+    read, so progress shows inside long files too.
+    """
     processes = processes or available_cores()
-    ordered = sorted(files, key=lambda f: f.size, reverse=True)
-    total_bytes = sum(f.size for f in files)
-    started = time.monotonic()
-    done_files = done_bytes = done_lines = 0
+    order = sorted(range(len(files)), key=lambda i: files[i].size, reverse=True)
     listeners = [cb for cb in (progress, *progress_listeners) if cb is not None]
-    last_logged = started
 
-    def report(result: FileResult, size: int) -> None:
-        nonlocal done_files, done_bytes, done_lines, last_logged
-        done_files += 1
-        done_bytes += size
-        done_lines += result.lines
-        state = Progress(
-            done_files, len(files), done_bytes, total_bytes, done_lines, time.monotonic() - started
-        )
-        if done_files == len(files) or state.elapsed - (last_logged - started) >= LOG_EVERY_SECONDS:
-            last_logged = time.monotonic()
-            log.info("progress: %s", state.describe())
-        for listener in listeners:
-            listener(state)
+    if processes <= 1 or len(files) <= 1:
+        positions = [0] * len(files)
+        tracker = _Tracker(files, listeners, positions)
 
-    if processes <= 1 or len(ordered) <= 1:
-        for selected in ordered:
-            result = mapper(selected.url)
-            report(result, selected.size)
+        def reporter(index: int):
+            def on_position(position: int) -> None:
+                positions[index] = position
+                tracker.tick()
+
+            return on_position
+
+        for index in order:
+            result = mapper(files[index].url, reporter(index))
+            tracker.file_done(index, result)
             yield result
         return
 
-    workers = min(processes, len(ordered))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
-        pending: dict[Future, SelectedFile] = {}
-        queue = list(ordered)
+    ctx = _context()
+    positions = ctx.Array("q", len(files), lock=False)  # 8-byte writes: no lock needed
+    tracker = _Tracker(files, listeners, positions)
+    workers = min(processes, len(files))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(positions,)) as pool:  # fmt: skip
+        pending: dict[Future, int] = {}
+        queue = list(order)
         # Keep at most two files per worker in flight so a failure stops the run quickly.
         while queue or pending:
             while queue and len(pending) < 2 * workers:
-                selected = queue.pop(0)
-                pending[pool.submit(mapper, selected.url)] = selected
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                index = queue.pop(0)
+                pending[pool.submit(mapper, files[index].url, FilePosition(index))] = index
+            finished, _ = wait(pending, timeout=PROGRESS_EVERY_SECONDS, return_when=FIRST_COMPLETED)
+            if not finished:
+                tracker.tick()
             for future in finished:
-                selected = pending.pop(future)
+                index = pending.pop(future)
                 try:
                     result = future.result()
                 except BaseException:
                     for other in pending:
                         other.cancel()
                     raise
-                report(result, selected.size)
+                tracker.file_done(index, result)
                 yield result

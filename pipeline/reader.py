@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from pipeline import fs
@@ -88,22 +88,29 @@ def iter_blocks(
     counters: dict[str, int],
     block_bytes: int = BLOCK_BYTES,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    on_position: Callable[[int], None] | None = None,
 ) -> Iterator[bytes]:
     """Yield the decompressed content of ``url`` in blocks of whole lines.
 
     Each block holds one or more complete lines joined by ``\n``, without the final newline.
     Over-long lines are counted in ``counters[LINE_TOO_LONG]`` and skipped. Any read or
     decompression error is raised as :class:`InputFileError` naming ``url``.
+    ``on_position`` is told, after each block, how many bytes of the file (compressed, for
+    gzip) have been read, when the file can tell.
     """
     max_line_bytes = max(max_line_bytes, block_bytes)
     carry = b""
     dropping = False  # inside an over-long line: discard until the next newline
     try:
         with open_log(url) as stream:
+            source = getattr(stream, "fileobj", None) or stream  # gzip: the compressed file
+            tell = source.tell if on_position and source.seekable() else None
             while True:
                 data = stream.read(block_bytes)
                 if not data:
                     break
+                if tell is not None:
+                    on_position(tell())
                 start = 0
                 if dropping:
                     newline = data.find(b"\n")

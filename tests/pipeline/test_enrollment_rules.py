@@ -240,7 +240,7 @@ def test_extract_file_counts_every_line_once(tmp_path):
     )
     junk = b'["edx.course.enrollment.activated"]'
     (tmp_path / "log").write_bytes(b'{"event_type": "other"}\n' + line + b"\n" + junk + b"\n")
-    result = e.extract_file(str(tmp_path / "log"), DATES, 1 << 20)
+    result = e.extract_file(str(tmp_path / "log"), dates=DATES, max_line_bytes=1 << 20)
     assert result.value == {
         "2014-08-01": [
             ("a/b/c", "1", "2014-08-01T10:00:00.000000", "edx.course.enrollment.activated", "x")

@@ -239,3 +239,25 @@ def aws(moto_server, monkeypatch) -> MotoServer:
     for name, value in moto_server.env().items():
         monkeypatch.setenv(name, value)
     return moto_server
+
+
+# -- Prefect server ----------------------------------------------------------------------------
+
+from tests.bed.prefect_server import PrefectServer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
+    """A real `prefect server start` (SQLite, own PREFECT_HOME) on 127.0.0.1; stopped at teardown.
+
+    Shared by the tests of one module (use distinct names). `prefect_server.api_url`,
+    `.env()` for subprocesses, `.prefect("work-pool", "ls")` for the CLI, `.client()` for a
+    SyncPrefectClient, `.start_worker(pool, cwd, log_path)`. The scheduler service is off.
+    """
+    server = PrefectServer(tmp_path_factory.mktemp("prefect-server"))
+    try:
+        with _Stopwatch("prefect_server (module)"):
+            server.start()
+        yield server
+    finally:
+        server.stop()

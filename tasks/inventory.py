@@ -1,0 +1,760 @@
+"""The inventory as data: hosts, their groups and roles, from Heat stacks or a file.
+
+One model (:class:`Inventory` of :class:`Host`) serves every flow. It is built from the stacks'
+plain data (:func:`inventory_from_stacks`; :func:`gather_stack_data` reads that data through an
+openstacksdk ``Connection``) or from a file (:func:`load_inventory`), and written in the two
+forms operators know: the static INI of the seed's ``analytics.ini`` (:func:`render_ini`) and
+the JSON a dynamic inventory prints for ``--list`` (:func:`render_json`). Both parse back.
+
+Groups (:data:`GROUPS`): ``deploy``, ``backend_servers``, ``app_servers``, ``app_master``,
+``analytics_servers``. Hosts are identified by their management address, as operators type
+them (``--limit 192.168.122.112``); ``name`` is the Nova server name where one is known. Host
+variables: ``backend_role`` (``primary`` for the backend holding the Galera VIP, by default the
+first one; ``secondary`` for the others), ``server_id``, ``public_ip``.
+
+Example:
+    ```python
+    from tasks.inventory import (
+        ANALYTICS_INI_GROUPS, gather_stack_data, inventory_from_stacks, render_ini,
+    )
+
+    inventory = inventory_from_stacks(
+        gather_stack_data(conn, "multi"), gather_stack_data(conn, "analytics")
+    )
+    inventory.primary_backend.address          # '192.168.122.111'
+    [h.address for h in inventory.secondary_backends]  # backup targets
+    print(render_ini(inventory, ANALYTICS_INI_GROUPS))  # the seed's analytics.ini
+    ```
+
+Nothing here talks to a cloud except :func:`gather_stack_data`, which returns plain dicts; the
+rest is pure, so flows can test and reuse it without a cloud.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from openstack.connection import Connection
+
+#: Every group an inventory may have, in the order they are written.
+GROUPS = ("deploy", "backend_servers", "app_servers", "app_master", "analytics_servers")
+#: The groups of the seed's hand-written ``analytics.ini``, in its order.
+ANALYTICS_INI_GROUPS = ("analytics_servers", "backend_servers")
+#: Deploy-node metadata keys that hold groups (JSON lists of addresses).
+METADATA_GROUPS = ("backend_servers", "app_servers", "app_master")
+
+ROLE_VAR = "backend_role"
+PRIMARY, SECONDARY = "primary", "secondary"
+#: Host variable that carries a host's name in the JSON form (hosts are keyed by address).
+NAME_VAR = "server_name"
+
+SERVER_TYPE = "OS::Nova::Server"
+
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_INLINE_COMMENT = re.compile(r"\s#")
+
+
+class InventoryError(ValueError):
+    """An inventory that cannot be used; the message names the input and the bad value."""
+
+
+class UnknownGroup(InventoryError):
+    """A group that is not one of :data:`GROUPS`."""
+
+
+class DuplicateHost(InventoryError):
+    """The same host listed twice in a group, or two hosts sharing an address or a name."""
+
+
+class BadAddress(InventoryError):
+    """Neither an IP address nor a valid DNS host name."""
+
+
+def check_address(value: Any, where: str) -> str:
+    """Return ``value`` if it is an IP address or a DNS host name, else raise :class:`BadAddress`.
+
+    Dotted numbers must form a valid IPv4 address (so ``192.168.122.300`` is refused rather
+    than taken for a host name).
+
+    Example:
+        >>> check_address("192.168.122.111", "analytics.ini line 5")
+        '192.168.122.111'
+    """
+    if not isinstance(value, str) or not value:
+        raise BadAddress(f"{where}: bad address {value!r}: expected an IP address or host name")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    if all(label.isdigit() for label in labels) or len(value) > 253:
+        raise BadAddress(f"{where}: bad address {value!r}: not a valid IP address")
+    if not all(_HOST_LABEL.match(label) for label in labels):
+        raise BadAddress(f"{where}: bad address {value!r}: expected an IP address or host name")
+    return value
+
+
+def _check_group(name: Any, where: str) -> str:
+    if name not in GROUPS:
+        raise UnknownGroup(f"{where}: unknown group {name!r}; known groups: {', '.join(GROUPS)}")
+    return name
+
+
+def _check_vars(values: Any, where: str) -> dict[str, Any]:
+    """Variables must be a mapping of Ansible-style names to JSON values."""
+    if not isinstance(values, Mapping):
+        raise InventoryError(f"{where}: variables must be a mapping, got {values!r}")
+    for key, value in values.items():
+        if not isinstance(key, str) or not _VAR_NAME.match(key):
+            raise InventoryError(f"{where}: bad variable name {key!r}")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise InventoryError(f"{where}: variable {key}: not a JSON value: {value!r}") from None
+    return dict(values)
+
+
+@dataclass(frozen=True)
+class Host:
+    """One machine: its management address, the groups it is in, its variables.
+
+    Example:
+        >>> Host("192.168.122.111", groups=("backend_servers",), name="multi-backend0-x",
+        ...      vars={"backend_role": "primary"}).role
+        'primary'
+    """
+
+    address: str
+    groups: tuple[str, ...] = field(default=(), kw_only=True)
+    #: The Nova server name when known; the address otherwise.
+    name: str = field(default="", kw_only=True)
+    vars: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
+
+    def __post_init__(self) -> None:
+        where = f"host {self.name or self.address}"
+        object.__setattr__(self, "address", check_address(self.address, where))
+        object.__setattr__(self, "name", self.name or self.address)
+        groups = [_check_group(group, where) for group in self.groups]
+        if len(set(groups)) != len(groups):
+            raise DuplicateHost(f"{where}: listed twice in the same group: {groups}")
+        # Canonical group order, so equal hosts compare equal whatever order they came in.
+        object.__setattr__(self, "groups", tuple(g for g in GROUPS if g in groups))
+        object.__setattr__(self, "vars", _check_vars(self.vars, where))
+        role = self.vars.get(ROLE_VAR)
+        if role is not None:
+            if "backend_servers" not in self.groups:
+                raise InventoryError(f"{where}: {ROLE_VAR} is set but it is not a backend")
+            if role not in (PRIMARY, SECONDARY):
+                raise InventoryError(
+                    f"{where}: {ROLE_VAR} {role!r}: expected {PRIMARY!r} or {SECONDARY!r}"
+                )
+
+    @property
+    def role(self) -> str | None:
+        """``primary``/``secondary`` for backends with a role, else None."""
+        return self.vars.get(ROLE_VAR)
+
+    def hostvars(self) -> dict[str, Any]:
+        """Variables as the JSON form writes them (the name included when it is not the address)."""
+        extra = {NAME_VAR: self.name} if self.name != self.address else {}
+        return {**extra, **self.vars}
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Hosts (in a stable order) and per-group variables (``galera_vip`` of the backends).
+
+    Example:
+        >>> inventory = inventory_from_groups(
+        ...     {"backend_servers": ["192.168.122.111", "192.168.122.112"]}
+        ... )
+        >>> inventory.primary_backend.address, inventory.addresses("backend_servers")
+        ('192.168.122.111', ['192.168.122.111', '192.168.122.112'])
+    """
+
+    hosts: tuple[Host, ...] = ()
+    group_vars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        hosts = tuple(self.hosts)
+        object.__setattr__(self, "hosts", hosts)
+        by_address: dict[str, Host] = {}
+        by_name: dict[str, Host] = {}
+        for host in hosts:
+            if host.address in by_address:
+                raise DuplicateHost(
+                    f"duplicate host {host.address}: {by_address[host.address].name} and "
+                    f"{host.name} share that address"
+                )
+            if host.name in by_name:
+                raise DuplicateHost(
+                    f"duplicate host name {host.name}: {by_name[host.name].address} and "
+                    f"{host.address}"
+                )
+            by_address[host.address] = by_name[host.name] = host
+        group_vars = {}
+        for group, values in self.group_vars.items():
+            if group != "all":
+                _check_group(group, "group variables")
+            group_vars[group] = _check_vars(values, f"variables of group {group}")
+        object.__setattr__(self, "group_vars", group_vars)
+        primaries = [h.address for h in self.group("backend_servers") if h.role == PRIMARY]
+        if len(primaries) > 1:
+            raise InventoryError(f"more than one primary backend: {', '.join(primaries)}")
+
+    def group(self, name: str) -> tuple[Host, ...]:
+        """The hosts of group ``name``, in inventory order; raises UnknownGroup for bad names."""
+        _check_group(name, "inventory")
+        return tuple(host for host in self.hosts if name in host.groups)
+
+    def addresses(self, group: str) -> list[str]:
+        return [host.address for host in self.group(group)]
+
+    def host(self, key: str) -> Host:
+        """The host with this address or name."""
+        for host in self.hosts:
+            if key in (host.address, host.name):
+                return host
+        raise InventoryError(f"no host {key!r} in the inventory")
+
+    @property
+    def primary_backend(self) -> Host | None:
+        """The backend holding the Galera VIP: the one marked primary, else the first."""
+        backends = self.group("backend_servers")
+        marked = [host for host in backends if host.role == PRIMARY]
+        return marked[0] if marked else (backends[0] if backends else None)
+
+    @property
+    def secondary_backends(self) -> tuple[Host, ...]:
+        """Every backend but the primary: the safe targets of disruptive steps (backups)."""
+        primary = self.primary_backend
+        return tuple(host for host in self.group("backend_servers") if host is not primary)
+
+    def with_backend_roles(self, vip_holder: str | None = None) -> Inventory:
+        """Mark ``vip_holder`` (an address or name; default: the first backend) primary and the
+        other backends secondary."""
+        backends = self.group("backend_servers")
+        if not backends:
+            return self
+        primary = backends[0] if vip_holder is None else self.host(vip_holder)
+        if primary not in backends:
+            raise InventoryError(f"VIP holder {vip_holder}: not one of the backend_servers")
+        hosts = tuple(
+            replace(host, vars={**host.vars, ROLE_VAR: PRIMARY if host is primary else SECONDARY})
+            if host in backends
+            else host
+            for host in self.hosts
+        )
+        return Inventory(hosts, self.group_vars)
+
+    def merge(self, other: Inventory) -> Inventory:
+        """Both inventories' hosts; a host in both (same address) must have the same name and
+        gets the union of groups, ``other``'s variables winning (so do its group variables)."""
+        hosts = {host.address: host for host in self.hosts}
+        for host in other.hosts:
+            mine = hosts.get(host.address)
+            if mine is None:
+                hosts[host.address] = host
+                continue
+            if mine.name != host.name:
+                raise DuplicateHost(
+                    f"duplicate host {host.address}: {mine.name} and {host.name} share that address"
+                )
+            hosts[host.address] = replace(
+                mine,
+                groups=(*mine.groups, *(g for g in host.groups if g not in mine.groups)),
+                vars={**mine.vars, **host.vars},
+            )
+        group_vars = {g: dict(v) for g, v in self.group_vars.items()}
+        for group, values in other.group_vars.items():
+            group_vars[group] = {**group_vars.get(group, {}), **values}
+        return Inventory(tuple(hosts.values()), group_vars)
+
+
+def inventory_from_groups(
+    groups: Mapping[str, Sequence[str]],
+    *,
+    names: Mapping[str, str] | None = None,
+    host_vars: Mapping[str, Mapping[str, Any]] | None = None,
+    group_vars: Mapping[str, Mapping[str, Any]] | None = None,
+    source: str = "inventory",
+) -> Inventory:
+    """Build an inventory from ``{group: [address, ...]}``; every parser ends here.
+
+    Hosts keep the order of their first appearance. Backends get roles: the one ``host_vars``
+    mark primary, else the first. Errors name ``source`` and the bad group or address.
+
+    Example:
+        >>> inv = inventory_from_groups({"analytics_servers": ["192.168.122.120"]})
+        >>> inv.host("192.168.122.120").groups
+        ('analytics_servers',)
+    """
+    # Keys normalised like the addresses (IPv6 has many spellings of one address).
+    names = {check_address(k, f"{source}: name of"): v for k, v in (names or {}).items()}
+    host_vars = {
+        check_address(k, f"{source}: variables of"): v for k, v in (host_vars or {}).items()
+    }
+    members: dict[str, list[str]] = {}
+    for group, addresses in groups.items():
+        _check_group(group, source)
+        if isinstance(addresses, str) or not isinstance(addresses, Sequence):
+            raise InventoryError(f"{source}: group {group}: expected a list of addresses")
+        seen: set[str] = set()
+        for raw in addresses:
+            address = check_address(raw, f"{source}: group {group}")
+            if address in seen:
+                raise DuplicateHost(f"{source}: host {address} is listed twice in group {group}")
+            seen.add(address)
+            members.setdefault(address, []).append(group)
+    for address in host_vars:
+        if address not in members:
+            raise InventoryError(f"{source}: variables for host {address}, which is in no group")
+    hosts = tuple(
+        Host(
+            address,
+            groups=tuple(in_groups),
+            name=names.get(address, ""),
+            vars=host_vars.get(address, {}),
+        )
+        for address, in_groups in members.items()
+    )
+    inventory = Inventory(hosts, dict(group_vars or {}))
+    marked = [h for h in inventory.group("backend_servers") if h.role == PRIMARY]
+    return inventory.with_backend_roles(marked[0].address if marked else None)
+
+
+# -- from Heat stacks ----------------------------------------------------------------------
+
+
+class ResourceData(TypedDict):
+    """A stack resource: ``OS::Nova::Server``, its physical id (the server id), its status."""
+
+    type: str
+    physical_id: str
+    status: str
+
+
+class ServerData(TypedDict):
+    """A Nova server as the API shows it: ``addresses`` in Nova's format
+    (``{"net": [{"addr": ..., "OS-EXT-IPS:type": "fixed"|"floating"}]}``), string metadata."""
+
+    name: str
+    addresses: dict[str, list[dict[str, Any]]]
+    metadata: dict[str, str]
+
+
+class StackData(TypedDict):
+    """What the inventory needs from one stack, as plain data (see :func:`gather_stack_data`).
+
+    ``outputs`` maps output keys to values, ``resources`` resource names to
+    :class:`ResourceData`, ``servers`` the stack's server ids to :class:`ServerData`.
+    """
+
+    name: str
+    id: str
+    status: str
+    outputs: dict[str, Any]
+    resources: dict[str, ResourceData]
+    servers: dict[str, ServerData]
+
+
+def _addresses(server: Mapping[str, Any], kind: str) -> list[str]:
+    return [
+        entry["addr"]
+        for entries in (server.get("addresses") or {}).values()
+        for entry in entries
+        if entry.get("OS-EXT-IPS:type", "fixed") == kind and entry.get("addr")
+    ]
+
+
+def _stack_servers(stack: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """``(resource name, server id, server)`` for every server resource that has a server."""
+    servers = stack.get("servers") or {}
+    return [
+        (name, res["physical_id"], servers[res["physical_id"]])
+        for name, res in (stack.get("resources") or {}).items()
+        if res.get("type") == SERVER_TYPE and res.get("physical_id") in servers
+    ]
+
+
+def _check_complete(stack: Mapping[str, Any], where: str) -> None:
+    status = str(stack.get("status") or "")
+    if status and (not status.endswith("_COMPLETE") or status.startswith("DELETE")):
+        raise InventoryError(f"{where} is {status}; an inventory needs a complete stack")
+
+
+def _metadata_list(value: Any, where: str) -> list[str]:
+    """A group from server metadata: Heat stores lists as JSON strings (Nova keeps strings)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InventoryError(f"{where}: expected a JSON list of addresses")
+    return value
+
+
+def inventory_from_multi_node(stack: Mapping[str, Any]) -> Inventory:
+    """``deploy``, ``backend_servers``, ``app_servers`` and ``app_master`` of a multi-node stack.
+
+    The groups come from the deploy node's server metadata (JSON lists of addresses), as the
+    original dynamic inventory read them; the deploy node is the server carrying them. Hosts that
+    are servers of the stack get their server name, ``server_id`` and ``public_ip`` (floating
+    IP); the ``galera_vip`` metadata becomes a variable of ``backend_servers``.
+    """
+    where = f"stack {stack.get('name') or stack.get('id') or '?'}"
+    _check_complete(stack, where)
+    servers = _stack_servers(stack)
+    carriers = [
+        s for s in servers if any(k in (s[2].get("metadata") or {}) for k in METADATA_GROUPS)
+    ]
+    if len(carriers) != 1:
+        found = ", ".join(name for name, _, _ in carriers) or "none"
+        raise InventoryError(
+            f"{where}: expected one server whose metadata lists the groups "
+            f"({', '.join(METADATA_GROUPS)}), found {found}; is this a multi-node stack?"
+        )
+    resource, _, deploy = carriers[0]
+    fixed = _addresses(deploy, "fixed")
+    if not fixed:
+        raise InventoryError(f"{where}: the deploy node ({resource}) has no fixed address")
+    metadata = deploy.get("metadata") or {}
+    groups: dict[str, list[str]] = {"deploy": [fixed[0]]}
+    for key in METADATA_GROUPS:
+        if key in metadata:
+            groups[key] = _metadata_list(metadata[key], f"{where}: deploy node metadata {key}")
+    by_id = {server_id: server for _, server_id, server in servers}
+    master_id = (stack.get("outputs") or {}).get("app_master_id")
+    if "app_master" not in groups and master_id in by_id:
+        groups["app_master"] = _addresses(by_id[master_id], "fixed")[:1]
+
+    names: dict[str, str] = {}
+    host_vars: dict[str, dict[str, Any]] = {}
+    for _, server_id, server in servers:
+        for address in _addresses(server, "fixed"):
+            names[address] = str(server.get("name") or "")
+            host_vars[address] = {"server_id": server_id}
+            floating = _addresses(server, "floating")
+            if floating:
+                host_vars[address]["public_ip"] = floating[0]
+    deploy_ip = (stack.get("outputs") or {}).get("deploy_ip")
+    if deploy_ip and "public_ip" not in host_vars.get(fixed[0], {}):
+        host_vars.setdefault(fixed[0], {})["public_ip"] = deploy_ip
+    listed = {address for members in groups.values() for address in members}
+    host_vars = {address: values for address, values in host_vars.items() if address in listed}
+    group_vars = {}
+    if metadata.get("galera_vip"):
+        vip = check_address(metadata["galera_vip"], f"{where}: deploy node metadata galera_vip")
+        group_vars["backend_servers"] = {"galera_vip": vip}
+    return inventory_from_groups(
+        groups, names=names, host_vars=host_vars, group_vars=group_vars, source=where
+    )
+
+
+def inventory_from_analytics_stack(stack: Mapping[str, Any]) -> Inventory:
+    """The ``analytics_servers`` group of an analytics stack: its one server, at the
+    ``server_ip`` output (else the server's fixed address), with ``public_ip`` when known."""
+    where = f"stack {stack.get('name') or stack.get('id') or '?'}"
+    _check_complete(stack, where)
+    servers = _stack_servers(stack)
+    if len(servers) != 1:
+        raise InventoryError(f"{where}: expected one server, found {len(servers)}")
+    _, server_id, server = servers[0]
+    outputs = stack.get("outputs") or {}
+    fixed = _addresses(server, "fixed")
+    address = outputs.get("server_ip") or (fixed[0] if fixed else None)
+    if not address:
+        raise InventoryError(f"{where}: no server_ip output and no fixed address")
+    host_vars: dict[str, Any] = {"server_id": server_id}
+    public = outputs.get("public_ip") or next(iter(_addresses(server, "floating")), None)
+    if public:
+        host_vars["public_ip"] = check_address(public, f"{where}: public_ip")
+    return inventory_from_groups(
+        {"analytics_servers": [address]},
+        names={address: str(server.get("name") or "")},
+        host_vars={address: host_vars},
+        source=where,
+    )
+
+
+def inventory_from_stacks(
+    multi_node: Mapping[str, Any] | None = None,
+    analytics: Mapping[str, Any] | None = None,
+    *,
+    vip_holder: str | None = None,
+) -> Inventory:
+    """The whole inventory from a multi-node stack and/or an analytics stack (:class:`StackData`).
+
+    ``vip_holder`` (an address or name) is the backend that holds the Galera VIP right now, if
+    a flow found out (keepalived may have moved it); by default the first backend is primary.
+    """
+    inventory = Inventory()
+    if multi_node is not None:
+        inventory = inventory.merge(inventory_from_multi_node(multi_node))
+    if analytics is not None:
+        inventory = inventory.merge(inventory_from_analytics_stack(analytics))
+    return inventory.with_backend_roles(vip_holder)
+
+
+def gather_stack_data(conn: Connection, stack_name: str) -> StackData:
+    """Read a stack's status, outputs, resources and servers as :class:`StackData`.
+
+    Raises openstacksdk's ``ResourceNotFound`` when there is no such stack.
+
+    Example:
+        ```python
+        data = gather_stack_data(conn, "multi")
+        data["outputs"]["deploy_ip"]
+        ```
+    """
+    heat = conn.orchestration
+    stack = heat.get_stack(heat.find_stack(stack_name, ignore_missing=False))
+    resources: dict[str, ResourceData] = {
+        res.name: {
+            "type": str(res.resource_type),
+            "physical_id": str(res.physical_resource_id or ""),
+            "status": str(res.status or ""),
+        }
+        for res in heat.resources(stack)
+    }
+    servers: dict[str, ServerData] = {}
+    for res in resources.values():
+        if res["type"] == SERVER_TYPE and res["physical_id"]:
+            server = conn.compute.get_server(res["physical_id"])
+            servers[res["physical_id"]] = {
+                "name": str(server.name),
+                "addresses": json.loads(json.dumps(server.addresses or {})),
+                "metadata": {str(k): str(v) for k, v in (server.metadata or {}).items()},
+            }
+    return {
+        "name": str(stack.name),
+        "id": str(stack.id),
+        "status": str(stack.status),
+        "outputs": {o["output_key"]: o.get("output_value") for o in stack.outputs or []},
+        "resources": resources,
+        "servers": servers,
+    }
+
+
+def inventory_from_openstack(
+    conn: Connection,
+    multi_node_stack: str | None = None,
+    analytics_stack: str | None = None,
+    *,
+    vip_holder: str | None = None,
+) -> Inventory:
+    """:func:`gather_stack_data` for each named stack, then :func:`inventory_from_stacks`."""
+    return inventory_from_stacks(
+        gather_stack_data(conn, multi_node_stack) if multi_node_stack else None,
+        gather_stack_data(conn, analytics_stack) if analytics_stack else None,
+        vip_holder=vip_holder,
+    )
+
+
+# -- the INI form (the seed's analytics.ini) ----------------------------------------------
+
+
+def render_ini(inventory: Inventory, groups: Iterable[str] | None = None) -> str:
+    """The static INI inventory: a ``[group]`` section per group, one address per line.
+
+    ``groups`` picks the sections and their order (default: every non-empty group in
+    :data:`GROUPS` order); :data:`ANALYTICS_INI_GROUPS` gives the seed's ``analytics.ini``.
+    Variables are not written: the INI form is the operators' hand-written shape, the JSON form
+    keeps everything.
+
+    Example:
+        >>> inv = inventory_from_groups({"backend_servers": ["192.168.122.111"],
+        ...                              "analytics_servers": ["192.168.122.120"]})
+        >>> print(render_ini(inv, ANALYTICS_INI_GROUPS), end="")
+        [analytics_servers]
+        192.168.122.120
+        <BLANKLINE>
+        [backend_servers]
+        192.168.122.111
+    """
+    chosen = [g for g in GROUPS if inventory.group(g)] if groups is None else list(groups)
+    sections = [
+        "\n".join([f"[{_check_group(g, 'render_ini')}]", *inventory.addresses(g)]) for g in chosen
+    ]
+    return "\n\n".join(sections) + "\n" if sections else ""
+
+
+def parse_ini(text: str, source: str = "inventory.ini") -> Inventory:
+    """Parse the INI form: ``[group]`` headers, one address per line, ``#``/``;`` comments.
+
+    Host or group variables (``addr key=value``, ``[group:vars]``, ``[group:children]``) are
+    refused: they belong in the JSON form. Backends get roles in file order (first: primary).
+    """
+    groups: dict[str, list[str]] = {}
+    current: str | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        where = f"{source} line {number}"
+        line = _INLINE_COMMENT.split(raw, maxsplit=1)[0].strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            if not line.endswith("]"):
+                raise InventoryError(f"{where}: malformed section header {raw.strip()!r}")
+            name = line[1:-1].strip()
+            if ":" in name:
+                raise InventoryError(
+                    f"{where}: [{name}]: group variables and children are not supported in "
+                    "the INI form; use the JSON form"
+                )
+            current = _check_group(name, where)
+            groups.setdefault(current, [])
+            continue
+        if current is None:
+            raise InventoryError(f"{where}: host {line!r} before any [group] header")
+        address, *rest = line.split()
+        if rest:
+            raise InventoryError(
+                f"{where}: host variables ({' '.join(rest)}) are not supported in the INI "
+                "form; use the JSON form"
+            )
+        address = check_address(address, where)
+        if address in groups[current]:
+            raise DuplicateHost(f"{where}: host {address} is already in [{current}]")
+        groups[current].append(address)
+    return inventory_from_groups(groups, source=source)
+
+
+# -- the JSON form (a dynamic inventory's --list) ------------------------------------------
+
+
+def to_ansible_list(inventory: Inventory) -> dict[str, Any]:
+    """``{"group": {"hosts": [...], "vars": {...}}, ..., "_meta": {"hostvars": {...}}}``.
+
+    Groups in :data:`GROUPS` order (empty ones left out), hosts keyed by address.
+    """
+    listing: dict[str, Any] = {}
+    for group in GROUPS:
+        hosts, values = inventory.addresses(group), dict(inventory.group_vars.get(group, {}))
+        if hosts or values:
+            listing[group] = {"hosts": hosts, "vars": values}
+    if inventory.group_vars.get("all"):
+        listing["all"] = {"vars": dict(inventory.group_vars["all"])}
+    listing["_meta"] = {"hostvars": {h.address: h.hostvars() for h in inventory.hosts}}
+    return listing
+
+
+def render_json(inventory: Inventory) -> str:
+    """:func:`to_ansible_list` as indented JSON text (stable: same inventory, same bytes)."""
+    return json.dumps(to_ansible_list(inventory), indent=2) + "\n"
+
+
+def parse_json(data: str | Mapping[str, Any], source: str = "inventory.json") -> Inventory:
+    """Parse the ``--list`` form (text or an already decoded mapping).
+
+    A group may be a list of hosts or ``{"hosts": [...], "vars": {...}}``; ``all`` (variables
+    only; its ``children`` are ignored, as ``ansible-inventory --list`` writes them) and an
+    empty ``ungrouped`` are accepted. ``server_name`` in ``hostvars`` is the host's name.
+    """
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise InventoryError(f"{source}: not valid JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise InventoryError(f"{source}: expected a JSON object of groups")
+    groups: dict[str, list[str]] = {}
+    group_vars: dict[str, Mapping[str, Any]] = {}
+    for group, entry in data.items():
+        if group == "_meta":
+            continue
+        where = f"{source}: group {group}"
+        if isinstance(entry, list):
+            entry = {"hosts": entry}
+        if not isinstance(entry, Mapping):
+            raise InventoryError(f"{where}: expected a list of hosts or an object")
+        unknown = set(entry) - {"hosts", "vars", "children"}
+        if unknown:
+            raise InventoryError(f"{where}: unknown keys {sorted(unknown)}")
+        if group in ("all", "ungrouped"):
+            if entry.get("hosts"):
+                raise InventoryError(f"{where}: hosts must be in one of {', '.join(GROUPS)}")
+            if group == "all" and entry.get("vars"):
+                group_vars["all"] = entry["vars"]
+            continue
+        _check_group(group, source)
+        if entry.get("children"):
+            raise InventoryError(f"{where}: child groups are not supported")
+        groups[group] = list(entry.get("hosts") or [])
+        if entry.get("vars"):
+            group_vars[group] = entry["vars"]
+    meta = data.get("_meta") or {}
+    hostvars = meta.get("hostvars") or {} if isinstance(meta, Mapping) else None
+    if not isinstance(hostvars, Mapping):
+        raise InventoryError(f"{source}: _meta.hostvars must be an object")
+    names: dict[str, str] = {}
+    host_vars: dict[str, dict[str, Any]] = {}
+    for address, values in hostvars.items():
+        values = _check_vars(values, f"{source}: hostvars of {address}")
+        name = values.pop(NAME_VAR, "")
+        if name:
+            names[address] = str(name)
+        if values:
+            host_vars[address] = values
+    return inventory_from_groups(
+        groups, names=names, host_vars=host_vars, group_vars=group_vars, source=source
+    )
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Read an inventory file: JSON when it ends in ``.json``, the INI form otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if path.suffix == ".json":
+        return parse_json(text, str(path))
+    return parse_ini(text, str(path))
+
+
+def write_inventory(
+    inventory: Inventory, path: str | Path, groups: Iterable[str] | None = None
+) -> Path:
+    """Write ``inventory`` to ``path`` (JSON for ``.json``, else INI with ``groups``)."""
+    path = Path(path)
+    text = render_json(inventory) if path.suffix == ".json" else render_ini(inventory, groups)
+    path.write_text(text)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tasks.inventory FILE [--format ini|json] [--groups a,b]``: convert."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("file", help="an inventory file (.json, or the INI form)")
+    parser.add_argument("--format", choices=("ini", "json"), default="ini")
+    parser.add_argument("--groups", help="INI sections to write, in order (comma separated)")
+    args = parser.parse_args(argv)
+    try:
+        inventory = load_inventory(args.file)
+        groups = args.groups.split(",") if args.groups else None
+        sys.stdout.write(
+            render_json(inventory) if args.format == "json" else render_ini(inventory, groups)
+        )
+    except InventoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -14,6 +14,7 @@ lenient path, so both give the same answers.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -148,6 +149,13 @@ class _TimeOnly(msgspec.Struct, gc=False):
 
 _decode_time_only = msgspec.json.Decoder(_TimeOnly).decode
 
+try:
+    from pipeline._fastscan import count_dates as _count_dates_c
+except ImportError:  # not built (no compiler where the pipeline was installed)
+    _count_dates_c = None
+if os.environ.get("PIPELINE_PURE_PYTHON"):
+    _count_dates_c = None
+
 
 def _time_the_lenient_way(line: bytes, discards: dict[str, int]) -> str | None:
     """``time`` of a line the fast decoder refused, or None once the discard is counted."""
@@ -166,7 +174,25 @@ def _time_the_lenient_way(line: bytes, discards: dict[str, int]) -> str | None:
 def count_event_dates(block: bytes, counts: dict[str, int], discards: dict[str, int]) -> int:
     """Count the events of ``block`` (whole lines joined by newlines) per date; return its lines.
 
-    This is the hot loop of TotalEventsDailyTask. msgspec decodes only ``time`` from a
+    This is the hot loop of TotalEventsDailyTask. The C scanner (``pipeline._fastscan``) takes
+    the plain lines; every line it cannot decide alone goes through the Python reference below,
+    which is also used entirely when the extension is not built or ``PIPELINE_PURE_PYTHON`` is set.
+    """
+    if _count_dates_c is None:
+        return count_event_dates_python(block, counts, discards)
+    deferred: list[tuple[int, int]] = []
+    lines = _count_dates_c(block, counts, discards, deferred)
+    for start, end in deferred:
+        count_event_dates_python(block[start:end], counts, discards)
+    return lines
+
+
+def count_event_dates_python(
+    block: bytes, counts: dict[str, int], discards: dict[str, int]
+) -> int:
+    """The reference implementation of :func:`count_event_dates`.
+
+    msgspec decodes only ``time`` from a
     zero-copy view of each line (still checking the whole line is JSON); lines it refuses take
     the lenient path. Logs are written in time order, so consecutive events mostly share a date:
     they are counted as a run and added to ``counts`` once.

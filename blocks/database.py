@@ -1,4 +1,4 @@
-"""Connection settings for the result database and the LMS database, as Prefect blocks."""
+"""Connection settings of MySQL/MariaDB databases (result, LMS, backend nodes) as Prefect blocks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
+
+if TYPE_CHECKING:
+    import pymysql.connections
 
 
 class MySqlDatabase(Block):
@@ -55,3 +59,38 @@ class MySqlDatabase(Block):
             yield path
         finally:
             os.unlink(path)
+
+    def connect(
+        self,
+        *,
+        host: str | None = None,
+        database: str | None = None,
+        connect_timeout: float = 10,
+        read_timeout: float | None = None,
+        **options: Any,
+    ) -> pymysql.connections.Connection:
+        """A new pymysql connection (autocommit on); the caller closes it.
+
+        Args:
+            host: Connect here instead of the block's host, with the block's port and
+                credentials (e.g. one node of a cluster whose block names the VIP).
+            database: Default schema; the block's when None.
+            connect_timeout: Seconds to connect.
+            read_timeout: Seconds any single query may wait for an answer (None: no limit);
+                a Prefect timeout cannot interrupt a blocked read, this can.
+            options: Further `pymysql.connect` keyword arguments.
+        """
+        import pymysql
+
+        return pymysql.connect(
+            host=host or self.host,
+            port=self.port,
+            user=self.username,
+            password=self.password.get_secret_value(),
+            database=database if database is not None else self.database,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            write_timeout=read_timeout,
+            autocommit=True,
+            **options,
+        )

@@ -187,9 +187,7 @@ def count_event_dates(block: bytes, counts: dict[str, int], discards: dict[str, 
     return lines
 
 
-def count_event_dates_python(
-    block: bytes, counts: dict[str, int], discards: dict[str, int]
-) -> int:
+def count_event_dates_python(block: bytes, counts: dict[str, int], discards: dict[str, int]) -> int:
     """The reference implementation of :func:`count_event_dates`.
 
     msgspec decodes only ``time`` from a

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -32,6 +33,11 @@ EXPECTED_ARTIFACTS = {
     "discarded-lines",
     "analytics-import-outputs",
 }
+
+
+def work_pools_in_prefect_yaml() -> set[str]:
+    deployments = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+    return {d["work_pool"]["name"] for d in deployments if d.get("work_pool")}
 
 
 def wait_for_final_state(client, flow_run_id, timeout: float):
@@ -71,6 +77,9 @@ def test_deployed_daily_import_runs_on_a_worker_with_ui_parameters(prefect_serve
 
     # operator steps, as in the README: create the pool, start a worker, deploy from the repo
     prefect_server.prefect("work-pool", "create", POOL, "--type", "process", "--overwrite")
+    # `prefect deploy --all` fails while any pool prefect.yaml names is missing (README)
+    for other_pool in sorted(work_pools_in_prefect_yaml() - {POOL}):
+        prefect_server.prefect("work-pool", "create", other_pool, "--type", "process")
     prefect_yaml = (REPO_ROOT / "prefect.yaml").read_bytes()
     had_dot_prefect = (REPO_ROOT / ".prefect").exists()
     worker_log = tmp_path / "worker.log"

@@ -1,0 +1,389 @@
+"""Prefect tasks and context managers for MariaDB/Galera on a node: status, health, write blocks.
+
+A *write block* is the window in which the node's data files are consistent on disk, so that
+volume snapshots taken inside it restore cleanly. Two ways to open one:
+
+- `read_locked`: `FLUSH TABLES WITH READ LOCK` held on one session (MariaDB keeps serving
+  reads); on Galera the node is desynced first (`wsrep_desync`) so the cluster's flow control
+  does not stall the other nodes while this one holds back.
+- `service_stopped`: the operator's stop command over SSH, later the start command.
+
+Both release in a `finally`, whatever failed inside, and then wait until the database is
+healthy again (answers queries; on Galera: Synced, cluster back to its size). When that cannot
+be achieved they raise `DatabaseNotRestored`, whose message says so loudly and includes the
+error that interrupted the backup, if any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pymysql
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.database import MySqlDatabase
+from blocks.ssh import SshIdentity
+from tasks.ssh import run_remote_command
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached or queried."""
+
+
+class DatabaseNotHealthy(RuntimeError):
+    """The database answers but is not healthy (e.g. a Galera node not Synced)."""
+
+
+class DatabaseNotRestored(RuntimeError):
+    """After a write block the database could not be brought back to healthy. Act now."""
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    """What a node's MariaDB reports about itself."""
+
+    host: str
+    hostname: str
+    version: str
+    galera: bool
+    cluster_size: int | None = None
+    local_state: str | None = None  # wsrep_local_state_comment: Synced, Donor/Desynced...
+    cluster_status: str | None = None  # wsrep_cluster_status: Primary or non-Primary
+    ready: bool | None = None  # wsrep_ready
+
+    def problems(self, min_cluster_size: int | None = None) -> list[str]:
+        """Why this node is not healthy; empty when it is."""
+        if not self.galera:
+            return []
+        found = []
+        if self.local_state != "Synced":
+            found.append(f"wsrep_local_state_comment is {self.local_state!r}, not 'Synced'")
+        if self.cluster_status != "Primary":
+            found.append(f"wsrep_cluster_status is {self.cluster_status!r}, not 'Primary'")
+        if not self.ready:
+            found.append("wsrep_ready is OFF")
+        if min_cluster_size and (self.cluster_size or 0) < min_cluster_size:
+            found.append(f"wsrep_cluster_size is {self.cluster_size}, was {min_cluster_size}")
+        return found
+
+    def describe(self) -> str:
+        if not self.galera:
+            return f"MariaDB {self.version} on {self.hostname}"
+        return (
+            f"Galera node {self.hostname} ({self.version}): {self.local_state}, cluster "
+            f"{self.cluster_status} of {self.cluster_size}"
+        )
+
+
+def read_status(conn: pymysql.connections.Connection, host: str) -> DatabaseStatus:
+    """Query a connection for hostname, version and (on Galera) the wsrep status."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT @@hostname, @@version")
+        hostname, version = cursor.fetchone()
+        cursor.execute("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")
+        row = cursor.fetchone()
+        if not row or str(row[1]).upper() != "ON":
+            return DatabaseStatus(host, hostname, version, galera=False)
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_%'")
+        wsrep = {name: value for name, value in cursor.fetchall()}
+    size = wsrep.get("wsrep_cluster_size")
+    return DatabaseStatus(
+        host=host,
+        hostname=hostname,
+        version=version,
+        galera=True,
+        cluster_size=int(size) if size not in (None, "") else None,
+        local_state=wsrep.get("wsrep_local_state_comment"),
+        cluster_status=wsrep.get("wsrep_cluster_status"),
+        ready=str(wsrep.get("wsrep_ready", "")).upper() == "ON",
+    )
+
+
+def query_status(database: MySqlDatabase, host: str, timeout: float = 10) -> DatabaseStatus:
+    """Connect, `read_status`, disconnect; `DatabaseUnavailable` if that fails."""
+    try:
+        conn = database.connect(host=host, connect_timeout=timeout, read_timeout=timeout)
+    except pymysql.MySQLError as error:
+        raise DatabaseUnavailable(f"cannot connect to MariaDB on {host}:{database.port} as "
+                                  f"{database.username!r}: {error}") from None  # fmt: skip
+    try:
+        return read_status(conn, host)
+    except pymysql.MySQLError as error:
+        raise DatabaseUnavailable(f"MariaDB on {host} does not answer queries: {error}") from None
+    finally:
+        conn.close()
+
+
+@task(name="inspect-database", task_run_name="inspect-database {host}", cache_policy=NO_CACHE)
+def inspect_database(database: MySqlDatabase, host: str, timeout: float = 10) -> DatabaseStatus:
+    """The database's status on `host`, which must be healthy now.
+
+    Raises:
+        DatabaseUnavailable: it does not answer.
+        DatabaseNotHealthy: it answers but is not healthy (e.g. a Galera node not Synced).
+    """
+    status = query_status(database, host, timeout)
+    problems = status.problems()
+    if problems:
+        raise DatabaseNotHealthy(f"{status.describe()} is not healthy: {'; '.join(problems)}")
+    get_run_logger().info("%s is healthy", status.describe())
+    return status
+
+
+@task(
+    name="verify-database-healthy",
+    task_run_name="verify-database-healthy {host}",
+    cache_policy=NO_CACHE,
+)
+def wait_until_healthy(
+    database: MySqlDatabase,
+    host: str,
+    baseline: DatabaseStatus,
+    timeout: float,
+    poll_interval: float = 1,
+) -> DatabaseStatus:
+    """Wait until the database on `host` answers and (on Galera) is Synced at the cluster size
+    of `baseline`, taken before the backup.
+
+    Raises:
+        DatabaseNotHealthy: not healthy within `timeout` seconds; the message gives the last
+            state seen.
+    """
+    logger = get_run_logger()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status = query_status(database, host, timeout=min(10, max(timeout, 1)))
+            problems = status.problems(baseline.cluster_size)
+            if status.galera != baseline.galera:
+                problems.append("Galera (wsrep_on) changed during the backup")
+        except DatabaseUnavailable as error:
+            status, problems = None, [str(error)]
+        if not problems:
+            logger.info("%s is healthy", status.describe())
+            return status
+        if time.monotonic() >= deadline:
+            raise DatabaseNotHealthy(
+                f"MariaDB on {host} is not healthy {timeout:g}s after the backup: "
+                + "; ".join(problems)
+            )
+        logger.info("waiting for MariaDB on %s: %s", host, "; ".join(problems))
+        time.sleep(poll_interval)
+
+
+@dataclass
+class WriteBlock:
+    """When writes to the database were blocked (or it was stopped), as the flow saw it."""
+
+    mode: str
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    _started: float | None = field(default=None, repr=False)
+    _ended: float | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.started_at, self._started = dt.datetime.now(dt.UTC), time.monotonic()
+
+    def end(self) -> None:
+        if self._started is not None and self._ended is None:
+            self.ended_at, self._ended = dt.datetime.now(dt.UTC), time.monotonic()
+
+    @property
+    def seconds(self) -> float | None:
+        if self._started is None:
+            return None
+        return (self._ended if self._ended is not None else time.monotonic()) - self._started
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """How to verify the database after a write block: where, against what, how long."""
+
+    database: MySqlDatabase
+    host: str
+    baseline: DatabaseStatus
+    timeout: float = 600
+    poll_interval: float = 1
+
+
+#: pymysql client errors meaning the answer was lost (CR_SERVER_GONE_ERROR, CR_SERVER_LOST).
+_CONNECTION_LOST = (2006, 2013)
+
+
+class ReadLockFailed(RuntimeError):
+    """FLUSH TABLES WITH READ LOCK could not be taken, or the lock ended before UNLOCK."""
+
+
+@contextmanager
+def read_locked(
+    database: MySqlDatabase,
+    host: str,
+    *,
+    galera: bool,
+    health: HealthCheck,
+    lock_wait_timeout: float = 10,
+    max_hold_seconds: float = 600,
+) -> Iterator[WriteBlock]:
+    """Hold `FLUSH TABLES WITH READ LOCK` on one session of the database on `host`.
+
+    Reads go on; writes wait. On Galera the node is desynced for the duration, then resynced.
+    On exit, whatever happened: unlock, resync, wait until healthy.
+
+    Args:
+        database: Credentials; the session goes to `host`, never the block's host.
+        host: The node whose volumes are snapshotted.
+        galera: Desync the node (`SET GLOBAL wsrep_desync`) while the lock is held.
+        health: How to verify the database afterwards.
+        lock_wait_timeout: Seconds FLUSH TABLES WITH READ LOCK may wait for running
+            statements; writers queue behind it meanwhile, so keep it short.
+        max_hold_seconds: The session's `wait_timeout`: if this flow dies or hangs while holding
+            the lock, MariaDB drops the session, and so the lock, after this long.
+
+    Raises:
+        ReadLockFailed: the lock could not be taken, or was lost before UNLOCK (the snapshots
+            may then be inconsistent).
+        DatabaseNotRestored: the node could not be resynced or is not healthy afterwards.
+    """
+    logger = get_run_logger()
+    block = WriteBlock("lock")
+    interrupted: BaseException | None = None
+    lock_lost: Exception | None = None
+    conn = None
+    desynced = False
+    try:
+        try:
+            # the FTWRL may wait lock_wait_timeout for running statements: read a bit longer
+            conn = database.connect(host=host, read_timeout=lock_wait_timeout + 30)
+            with conn.cursor() as cursor:
+                cursor.execute(f"SET SESSION lock_wait_timeout = {max(int(lock_wait_timeout), 1)}")
+                cursor.execute(f"SET SESSION wait_timeout = {max(int(max_hold_seconds), 1)}")
+                if galera:
+                    try:
+                        cursor.execute("SET GLOBAL wsrep_desync = ON")
+                    except pymysql.err.OperationalError as error:
+                        # answer lost (server gone/lost): it may have been applied; resync
+                        desynced = error.args[0] in _CONNECTION_LOST
+                        raise
+                    desynced = True
+                block.start()  # new writes queue behind a waiting FTWRL already
+                cursor.execute("FLUSH TABLES WITH READ LOCK")
+        except pymysql.MySQLError as error:
+            raise ReadLockFailed(
+                f"FLUSH TABLES WITH READ LOCK on MariaDB at {host} failed: {error}"
+            ) from None
+        logger.info("MariaDB on %s: read lock held%s", host, " (node desynced)" if galera else "")
+        yield block
+    except BaseException as error:
+        interrupted = error
+        raise
+    finally:
+        if conn is not None:
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute("UNLOCK TABLES")
+            except pymysql.MySQLError as error:
+                lock_lost = error  # the session is gone, and with it the lock
+            finally:
+                conn.close()  # ends the session: releases the lock whatever happened above
+        block.end()
+        if block.seconds is not None:
+            logger.info("MariaDB on %s: unlocked after %.3fs", host, block.seconds)
+        if desynced:
+            _resync(database, host, interrupted)
+        _verify(health, interrupted)
+    if lock_lost is not None:
+        raise ReadLockFailed(
+            f"the read lock on {host} ended before UNLOCK TABLES ({lock_lost}); writes may have "
+            "happened while the snapshots were requested, so they may not be consistent"
+        )
+
+
+@contextmanager
+def service_stopped(
+    identity: SshIdentity,
+    host: str,
+    *,
+    stop_command: str,
+    start_command: str,
+    health: HealthCheck,
+    stop_timeout: float = 600,
+    start_timeout: float = 600,
+    start_attempts: int = 3,
+    retry_delay: float = 5,
+) -> Iterator[WriteBlock]:
+    """Stop the database service on `host` over SSH; on exit, start it, whatever happened.
+
+    The start command runs even when the stop command failed or its connection was cut: a
+    stop may have half-worked. Start commands are idempotent (`systemctl start` of a running
+    service does nothing), so a failed start is attempted again (`start_attempts` in all).
+
+    Raises:
+        DatabaseNotRestored: the start command kept failing, or the database is not healthy.
+    """
+    logger = get_run_logger()
+    block = WriteBlock("stop")
+    interrupted: BaseException | None = None
+    try:
+        block.start()
+        run_remote_command(identity, host, stop_command, timeout=stop_timeout)
+        logger.info("MariaDB on %s stopped", host)
+        yield block
+    except BaseException as error:
+        interrupted = error
+        raise
+    finally:
+        start = run_remote_command.with_options(
+            retries=max(start_attempts - 1, 0), retry_delay_seconds=retry_delay
+        )
+        try:
+            start(identity, host, start_command, timeout=start_timeout)
+        except Exception as error:
+            block.end()
+            raise _not_restored(
+                host, f"`{start_command}` failed {start_attempts} times", error, interrupted
+            ) from error
+        block.end()
+        logger.info("MariaDB on %s started again after %.3fs", host, block.seconds)
+        _verify(health, interrupted)
+
+
+def _resync(database: MySqlDatabase, host: str, interrupted: BaseException | None) -> None:
+    """`SET GLOBAL wsrep_desync = OFF` on a fresh session (the lock session may be gone)."""
+    try:
+        conn = database.connect(host=host, read_timeout=30)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SET GLOBAL wsrep_desync = OFF")
+        finally:
+            conn.close()
+    except pymysql.MySQLError as error:
+        what = "SET GLOBAL wsrep_desync = OFF failed"
+        raise _not_restored(host, what, error, interrupted) from None
+
+
+def _verify(health: HealthCheck, interrupted: BaseException | None) -> None:
+    try:
+        wait_until_healthy(
+            health.database, health.host, health.baseline, health.timeout, health.poll_interval
+        )
+    except Exception as error:
+        raise _not_restored(health.host, "health check failed", error, interrupted) from error
+
+
+def _not_restored(
+    host: str, what: str, error: BaseException, interrupted: BaseException | None
+) -> DatabaseNotRestored:
+    message = f"MariaDB on {host} is NOT back to healthy after the backup ({what}): {error}"
+    if interrupted is not None:
+        message += f". The backup had failed before: {type(interrupted).__name__}: {interrupted}"
+    message += ". Check the node now."
+    # outside a run there is no run logger: the exception still carries the message
+    with contextlib.suppress(Exception):
+        get_run_logger().critical(message)
+    return DatabaseNotRestored(message)

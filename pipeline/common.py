@@ -6,6 +6,7 @@ value can come from the config-file chain or the command line (``--output-root``
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import warnings
@@ -95,6 +96,18 @@ class EngineMixin:
         significant=False,
         description="Longer lines are discarded and counted.",
     )
+
+    def mapper(self, function, files, **arguments):
+        """``function`` bound to this task's reader settings, for :meth:`map_files`.
+
+        With fewer files than cores, each file gets a decompression thread: the idle cores
+        then inflate gzip while the workers parse.
+        """
+        cores = self.processes or engine.available_cores()
+        return functools.partial(
+            function, max_line_bytes=self.max_line_bytes,
+            decompress_thread=len(files) < cores, **arguments,
+        )  # fmt: skip
 
     def map_files(self, mapper, files):
         if self.mapreduce_engine not in engine.ENGINES:

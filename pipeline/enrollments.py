@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import itertools
 import time
 from collections.abc import Iterable, Iterator
@@ -76,9 +75,7 @@ class CourseEnrollmentEventsTask(
         started = time.monotonic()
         dates = interval_dates(self.interval)
         files = self.selected_files(self.interval)
-        mapper = functools.partial(
-            extract_file, dates=frozenset(dates), max_line_bytes=self.max_line_bytes
-        )
+        mapper = self.mapper(extract_file, files, dates=frozenset(dates))
         by_date: dict[str, list[tuple]] = {d: [] for d in dates}
         discards: dict[str, int] = {}
         lines = nfiles = 0

@@ -36,12 +36,15 @@ _COURSE_KEY = re.compile(
 )
 
 
-def count_file(url: str, on_position=None, *, max_line_bytes: int) -> FileResult:
+def count_file(
+    url: str, on_position=None, *, max_line_bytes: int, decompress_thread: bool = False
+) -> FileResult:
     """Mapper: events per date in one file (all dates; the interval is applied afterwards)."""
     counts: dict[str, int] = {}
     discards: dict[str, int] = {}
     lines = 0
-    blocks = iter_blocks(url, discards, max_line_bytes=max_line_bytes, on_position=on_position)
+    blocks = iter_blocks(url, discards, max_line_bytes=max_line_bytes, on_position=on_position,
+                         decompress_thread=decompress_thread)  # fmt: skip
     for block in blocks:
         lines += events.count_event_dates(block, counts, discards)
     return FileResult(url, lines + discards.get(LINE_TOO_LONG, 0), counts, discards)
@@ -103,13 +106,19 @@ def candidate_lines(block: bytes) -> list[bytes]:
 
 
 def extract_file(
-    url: str, on_position=None, *, dates: frozenset[str], max_line_bytes: int
+    url: str,
+    on_position=None,
+    *,
+    dates: frozenset[str],
+    max_line_bytes: int,
+    decompress_thread: bool = False,
 ) -> FileResult:
     """Mapper: the enrollment events of one file, grouped by date."""
     by_date: dict[str, list[tuple]] = {}
     discards: dict[str, int] = {}
     lines = 0
-    blocks = iter_blocks(url, discards, max_line_bytes=max_line_bytes, on_position=on_position)
+    blocks = iter_blocks(url, discards, max_line_bytes=max_line_bytes, on_position=on_position,
+                         decompress_thread=decompress_thread)  # fmt: skip
     for block in blocks:
         in_block = block.count(b"\n") + 1
         lines += in_block

@@ -9,7 +9,6 @@ Hadoop layout, so ``TotalEventsReport --counts <output_root>/`` reads it unchang
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import time
 
@@ -63,7 +62,7 @@ class TotalEventsDailyTask(EventLogSelectionMixin, EngineMixin, ReportingMixin, 
     def run(self):
         started = time.monotonic()
         files = self.selected_files(self.interval)
-        mapper = functools.partial(count_file, max_line_bytes=self.max_line_bytes)
+        mapper = self.mapper(count_file, files)
         totals, discards, lines, nfiles = merge_counts(self.map_files(mapper, files), self.interval)
         self._clear_previous_attempt()
         with fs.atomic_write(fs.join(self.output_root, PART_FILE)) as out:

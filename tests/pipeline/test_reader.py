@@ -7,6 +7,11 @@ import pytest
 from pipeline import reader
 
 
+@pytest.fixture(params=[False, True], ids=["inline", "decompress-thread"])
+def threaded(request):
+    return request.param
+
+
 def read_all(path, **kwargs):
     counters = {}
     blocks = reader.iter_blocks(str(path), counters, **kwargs)
@@ -14,17 +19,23 @@ def read_all(path, **kwargs):
     return lines, counters
 
 
-def test_gzip_and_plain_are_detected_by_content(tmp_path):
+def test_gzip_and_plain_are_detected_by_content(tmp_path, threaded):
     data = b'{"a": 1}\n{"b": 2}\n'
     (tmp_path / "plain.gz").write_bytes(data)  # misleading name: still plain
     (tmp_path / "packed").write_bytes(gzip.compress(data))
-    assert read_all(tmp_path / "plain.gz")[0] == [b'{"a": 1}', b'{"b": 2}']
-    assert read_all(tmp_path / "packed")[0] == [b'{"a": 1}', b'{"b": 2}']
+    assert read_all(tmp_path / "plain.gz", decompress_thread=threaded)[0] == [
+        b'{"a": 1}',
+        b'{"b": 2}',
+    ]
+    assert read_all(tmp_path / "packed", decompress_thread=threaded)[0] == [
+        b'{"a": 1}',
+        b'{"b": 2}',
+    ]
 
 
-def test_concatenated_gzip_members_are_all_read(tmp_path):
+def test_concatenated_gzip_members_are_all_read(tmp_path, threaded):
     (tmp_path / "multi.gz").write_bytes(gzip.compress(b"1\n2\n") + gzip.compress(b"3\n"))
-    assert read_all(tmp_path / "multi.gz")[0] == [b"1", b"2", b"3"]
+    assert read_all(tmp_path / "multi.gz", decompress_thread=threaded)[0] == [b"1", b"2", b"3"]
 
 
 def test_last_line_without_newline_is_kept_and_lines_span_blocks(tmp_path):
@@ -45,21 +56,21 @@ def test_over_long_lines_are_dropped_and_counted(tmp_path):
     assert counters == {reader.LINE_TOO_LONG: 2}
 
 
-def test_truncated_gzip_names_the_file(tmp_path):
+def test_truncated_gzip_names_the_file(tmp_path, threaded):
     packed = gzip.compress(b'{"time": "2016-01-01T00:00:00"}\n' * 20000)
     path = tmp_path / "tracking.log-20160101.gz"
     path.write_bytes(packed[: len(packed) // 2])
     with pytest.raises(reader.InputFileError, match="tracking.log-20160101.gz.*truncated"):
-        read_all(path)
+        read_all(path, decompress_thread=threaded)
 
 
-def test_corrupt_gzip_names_the_file(tmp_path):
+def test_corrupt_gzip_names_the_file(tmp_path, threaded):
     packed = bytearray(gzip.compress(b'{"time": "2016-01-01T00:00:00"}\n' * 20000))
     packed[-8:-4] = bytes(b ^ 0xFF for b in packed[-8:-4])  # the member's CRC32
     path = tmp_path / "tracking.log-20160102.gz"
     path.write_bytes(bytes(packed))
     with pytest.raises(reader.InputFileError, match="tracking.log-20160102.gz.*corrupt"):
-        read_all(path)
+        read_all(path, decompress_thread=threaded)
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -9,11 +9,15 @@ and the identity's key stays in its block.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ipaddress
+import os
+import posixpath
 import re
 import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
@@ -241,3 +245,122 @@ def read_host_facts(
 def _tail(text: str) -> str:
     text = text.strip()
     return text if len(text) <= OUTPUT_TAIL_CHARS else "..." + text[-OUTPUT_TAIL_CHARS:]
+
+
+# -- files over SFTP and streamed commands (host setup, remote pipeline runs) -------------------
+
+
+def remote_path(sftp: paramiko.SFTPClient, path: str) -> str:
+    """`path` with a leading `~/` made absolute (SFTP starts in the login's home directory)."""
+    if path == "~" or path.startswith("~/"):
+        return sftp.normalize(".").rstrip("/") + path[1:]
+    return path
+
+
+def read_remote_file(sftp: paramiko.SFTPClient, path: str) -> bytes | None:
+    """The file's content, or None when it does not exist."""
+    try:
+        with sftp.open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_remote_file(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: int) -> None:
+    """Write `data` to `path` atomically (a temporary file with `mode` from the start, renamed
+    over the target), so a reader never sees half a file nor a secret with loose permissions."""
+    directory = posixpath.dirname(path) or "."
+    temporary = posixpath.join(directory, f".{posixpath.basename(path)}.{os.getpid()}.tmp")
+    handle = sftp.open(temporary, "wb")
+    try:
+        sftp.chmod(temporary, mode)
+        handle.write(data)
+    finally:
+        handle.close()
+    try:
+        sftp.posix_rename(temporary, path)
+    except OSError:
+        sftp.remove(temporary)
+        raise
+
+
+def stream_command(
+    client: paramiko.SSHClient,
+    command: str,
+    *,
+    host: str,
+    timeout: float,
+    on_line: Callable[[str], None],
+    tail_lines: int = 40,
+) -> CommandResult:
+    """Run `command`, calling `on_line` with each line of its output (stdout and stderr merged,
+    in order) as it arrives. Returns the exit status and the last `tail_lines` lines as stdout.
+
+    Raises `ConnectionLost` (no exit status) and `RemoteCommandTimeout` like `execute`.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise ConnectionLost(host, f"connection to {host} is closed; `{command}` was not run")
+    try:
+        channel = transport.open_session(timeout=min(timeout, 30))
+        channel.set_combine_stderr(True)
+        channel.exec_command(command)
+        channel.shutdown_write()
+    except (paramiko.SSHException, EOFError, OSError) as error:
+        raise ConnectionLost(host, f"connection to {host} failed starting `{command}`: "
+                                   f"{type(error).__name__}: {error}") from None  # fmt: skip
+    pending = b""
+    exited_at = None
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+
+    def emit(raw: bytes) -> None:
+        line = raw.decode(errors="replace").rstrip("\r")
+        tail.append(line)
+        on_line(line)
+
+    try:
+        while True:
+            if channel.recv_ready():
+                pending += channel.recv(65536)
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    emit(raw)
+                continue
+            if channel.closed or not transport.is_active() or channel.eof_received:
+                break
+            if channel.exit_status_ready():  # a daemon it started may hold the output open
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > EOF_GRACE_SECONDS:
+                    break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RemoteCommandTimeout(
+                    host, f"`{command}` on {host} did not finish within {timeout:g}s"
+                )
+            select.select([channel], [], [], min(remaining, 0.2))
+        while channel.recv_ready():
+            pending += channel.recv(65536)
+        *lines, pending = pending.split(b"\n")
+        for raw in [*lines, pending] if pending else lines:
+            emit(raw)
+        # the exit status follows EOF closely; wait for it a little, never forever
+        grace = time.monotonic() + EOF_GRACE_SECONDS
+        while not channel.exit_status_ready() and transport.is_active():
+            if time.monotonic() > grace:
+                break
+            time.sleep(0.01)
+        exit_status = channel.exit_status if channel.exit_status_ready() else -1
+    finally:
+        channel.close()
+    result = CommandResult(
+        host, command, exit_status, "\n".join(tail), "", time.monotonic() - started
+    )
+    if exit_status == -1:
+        raise ConnectionLost(
+            host,
+            f"connection to {host} was lost while running `{command}` (no exit status; the "
+            f"command may have been killed or may still be running): {_tail(result.stdout)}",
+        )
+    return result

@@ -1,0 +1,281 @@
+"""Setting up the analytics node over SSH, without Ansible: ``setup-analytics-host``.
+
+The story, each step checking before it changes anything and reporting ok/changed:
+1. host keys: the key each server presents is compared with the SSH block's known_hosts, or,
+   for a new server, with the fingerprints cloud-init printed on its Nova console (trust on
+   first use only when asked); a changed key stops the run. New keys are saved into the block.
+2. the deploy key in `authorized_keys` (ssh-copy-id), and the key pair copied to the node
+   (the seed's `scp ~/.ssh/id_rsa*`), 0600, the private key coming from a block;
+3. `override.cfg` rendered from typed settings, and the database credentials files (0600)
+   it names, from MySQL blocks;
+4. the pipeline's virtualenv `<base>/<remote-name>/venv` (this project, or a git branch);
+5. optionally, the Insights migration fix (`manage.py migrate --run-syncdb`).
+A table artifact lists every step.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from blocks.database import MySqlDatabase
+from blocks.openstack import OpenStackCloud
+from blocks.ssh import SshIdentity
+from pipeline_config.render import OverrideSettings, render_override_cfg
+from tasks.host_setup import (
+    StepResult,
+    ensure_authorized_key,
+    ensure_credentials_file,
+    ensure_key_pair,
+    ensure_pipeline_venv,
+    ensure_remote_file,
+    public_key_line,
+    run_if_needed,
+    verify_and_record_host_key,
+)
+from tasks.openstack import ServerInfo, find_server
+
+FLOW_NAME = "setup-analytics-host"
+_INSIGHTS = (
+    "sudo -n -Hu insights bash -c 'cd && . venvs/insights/bin/activate && . insights_env && "
+    "cd edx_analytics_dashboard && ./manage.py migrate {options} "
+    "--settings=analytics_dashboard.settings.production'"
+)
+
+
+class HostAccess(BaseModel):
+    """How the node is found and reached, and how far its host key is trusted."""
+
+    openstack_block: str | None = Field(
+        default="openstack",
+        description="OpenStack Cloud block: finds the server and reads its console log for "
+        "the host key fingerprints. None: no cloud (then `address` is required).",
+    )
+    ssh_block: str = Field(
+        default="analytics-ssh",
+        description="SSH Identity block the flow logs in with; verified host keys are saved "
+        "into its known_hosts.",
+    )
+    network: str | None = Field(default=None, description="Network of the fixed address.")
+    address: str | None = Field(default=None, description="Reach the node here instead.")
+    trust_on_first_use: bool = Field(
+        default=False,
+        description="Accept a new host key the console log cannot confirm (no fingerprints "
+        "there). A key contradicting the console or known_hosts is refused regardless.",
+    )
+    also_verify: list[str] = Field(
+        default=[],
+        description="Other servers (names or ids, e.g. the backends) whose host keys are "
+        "verified and recorded too.",
+    )
+    host_key_timeout_seconds: float = Field(default=15, gt=0)
+
+
+class KeyDistribution(BaseModel):
+    """The deploy key: authorized on the node, and its pair copied there (as the seed did)."""
+
+    deploy_key_block: str | None = Field(
+        default=None,
+        description="SSH Identity block holding the deploy key pair (private key as a secret). "
+        "None: skip both key steps.",
+    )
+    authorized_keys: str = Field(default="~/.ssh/authorized_keys")
+    copy_key_pair: bool = Field(default=True, description="Also copy the pair to the node.")
+    key_pair_directory: str = Field(default="~/.ssh")
+    key_pair_name: str = Field(default="id_rsa", pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class PipelineSetup(BaseModel):
+    """The pipeline's virtualenv on the node, laid out as remote-task does."""
+
+    enabled: bool = Field(default=True, description="Install or check the virtualenv.")
+    base_dir: str = Field(default="/var/lib/analytics-tasks")
+    remote_name: str = Field(
+        default="analyticstack", description="Directory under base_dir (remote-task's ID)."
+    )
+    source: Literal["project", "git"] = Field(
+        default="project", description="project: this project's source; git: repo + branch."
+    )
+    repo: str | None = Field(default=None, description="git source: repository URL.")
+    branch: str = Field(default="master", description="git source: branch.")
+    installer: Literal["pip", "uv"] = Field(default="pip", description="pip or uv on the node.")
+    python: str = Field(default="python3", description="Python the virtualenv is made with.")
+    install_options: list[str] = Field(
+        default=[], description="Extra installer options (e.g. an index URL, --offline)."
+    )
+    install_timeout_seconds: float = Field(default=1800, gt=0)
+
+    @field_validator("base_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not posixpath.isabs(value) or posixpath.normpath(value) != value:
+            raise ValueError(f"base_dir {value!r}: expected an absolute, normalised path")
+        return value
+
+    @field_validator("remote_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError(f"remote_name {value!r}: use letters, digits, '.', '_' and '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _git_needs_a_repo(self) -> PipelineSetup:
+        if self.source == "git" and not self.repo:
+            raise ValueError("source 'git' needs the repository URL in repo")
+        return self
+
+    @property
+    def home(self) -> str:
+        return posixpath.join(self.base_dir, self.remote_name)
+
+
+class InsightsMigration(BaseModel):
+    """The Insights migration fix of the seed (tables missing behind a 500 on /courses)."""
+
+    enabled: bool = Field(default=False)
+    check_command: str = Field(
+        default=_INSIGHTS.format(options="--check"),
+        description="Exits 0 when nothing needs migrating.",
+    )
+    command: str = Field(
+        default=_INSIGHTS.format(options="--run-syncdb"),
+        description="The fix, as the insights user.",
+    )
+    timeout_seconds: float = Field(default=600, gt=0)
+
+
+@flow(name=FLOW_NAME)
+def setup_analytics_host(
+    server: str,
+    access: HostAccess = HostAccess(),  # noqa: B008 - read-only parameter models (UI forms)
+    keys: KeyDistribution = KeyDistribution(),  # noqa: B008
+    pipeline: PipelineSetup = PipelineSetup(),  # noqa: B008
+    override: OverrideSettings | None = None,
+    database_credentials: dict[str, str] | None = None,
+    insights: InsightsMigration = InsightsMigration(),  # noqa: B008
+) -> list[dict]:
+    """Bring the analytics node to the wanted state; every step reports ok or changed.
+
+    Args:
+        server: The analytics node: Nova server name or id (its address, when there is no
+            cloud block).
+        access: Blocks, address, and host-key trust (console log; trust on first use).
+        keys: The deploy key block and where its public key and key pair go.
+        pipeline: The pipeline virtualenv (base dir, remote name, source, installer).
+        override: Settings rendered into `<base>/<remote-name>/override.cfg` (None: skip).
+        database_credentials: Credentials files to write (0600): path on the node -> MySQL
+            Database block name (the paths override.cfg's `credentials` name).
+        insights: The optional Insights migration fix.
+
+    Returns:
+        One row per step: step, host, status (ok/changed), detail.
+    """
+    logger = get_run_logger()
+    identity = SshIdentity.load(access.ssh_block)
+    results: list[StepResult] = []
+    try:
+        conn = (
+            OpenStackCloud.load(access.openstack_block).get_client()
+            if access.openstack_block
+            else None
+        )
+        stored = known_hosts = identity.known_hosts
+        try:
+            targets = _targets(conn, server, access)
+            for server_id, address in targets:
+                identity.known_hosts = known_hosts
+                step, known_hosts = verify_and_record_host_key(
+                    conn, identity, server_id, address, access.trust_on_first_use,
+                    access.host_key_timeout_seconds,
+                )  # fmt: skip
+                results.append(step)
+        finally:
+            if conn is not None:
+                conn.close()
+            # keys verified before a refused one are kept: they were verified
+            identity.known_hosts = known_hosts
+            if known_hosts != stored:
+                identity.save(access.ssh_block, overwrite=True)
+                logger.info("saved the verified host keys into SSH block %r", access.ssh_block)
+        host = targets[0][1]
+
+        if keys.deploy_key_block:
+            deploy = SshIdentity.load(keys.deploy_key_block)
+            public = public_key_line(deploy, "deploy")
+            results.append(ensure_authorized_key(identity, host, public, keys.authorized_keys))
+            if keys.copy_key_pair:
+                directory, name = keys.key_pair_directory, keys.key_pair_name
+                results.append(ensure_key_pair(identity, host, deploy, directory, name))
+        if override is not None:
+            text = render_override_cfg(override).encode()
+            path = posixpath.join(pipeline.home, "override.cfg")
+            results.append(ensure_remote_file(identity, host, path, text, 0o644, "override.cfg"))
+        for path, block in (database_credentials or {}).items():
+            database = MySqlDatabase.load(block)
+            results.append(ensure_credentials_file(identity, host, path, database))
+        if pipeline.enabled:
+            results.append(setup_pipeline_venv(identity, host, pipeline))
+        if insights.enabled:
+            results.append(run_if_needed(
+                identity, host, "insights migration", insights.check_command, insights.command,
+                insights.timeout_seconds,
+            ))  # fmt: skip
+    finally:
+        publish(server, results)
+    changed = sum(r.status == "changed" for r in results)
+    logger.info("%s: %d steps, %d changed", server, len(results), changed)
+    return [r.__dict__ for r in results]
+
+
+def setup_pipeline_venv(identity: SshIdentity, host: str, pipeline: PipelineSetup) -> StepResult:
+    """The venv step (shared with run-remote-pipeline's setup)."""
+    return ensure_pipeline_venv(
+        identity, host, pipeline.base_dir, pipeline.remote_name, pipeline.source,
+        pipeline.repo, pipeline.branch, pipeline.installer, pipeline.python,
+        list(pipeline.install_options), pipeline.install_timeout_seconds,
+    )  # fmt: skip
+
+
+def _targets(conn, server: str, access: HostAccess) -> list[tuple[str | None, str]]:
+    """(server id or None, address) of the node, then of `also_verify`."""
+    if conn is None:
+        if not access.address and not _is_address(server):
+            raise ValueError(
+                f"no OpenStack block: give the address of {server!r} in access.address"
+            )
+        return [(None, access.address or server)] + [(None, a) for a in access.also_verify]
+    found: list[ServerInfo] = [find_server(conn, server)]
+    found += [find_server(conn, other) for other in access.also_verify]
+    targets = [(s.id, s.address(access.network)) for s in found]
+    if access.address:
+        targets[0] = (targets[0][0], access.address)
+    return targets
+
+
+def _is_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def publish(server: str, results: list[StepResult]) -> None:
+    """The step table; a failure here must not hide the run's own error."""
+    try:
+        create_table_artifact(
+            key=f"host-setup-{re.sub(r'[^a-z0-9]+', '-', server.lower()).strip('-') or 'host'}",
+            table=[r.__dict__ for r in results] or [{"step": "-", "status": "nothing done"}],
+            description=f"**{FLOW_NAME}** of {server}: "
+            f"{sum(r.status == 'changed' for r in results)} of {len(results)} steps changed",
+        )
+    except Exception as error:
+        get_run_logger().warning("could not publish the step table: %s", error)

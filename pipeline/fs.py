@@ -63,11 +63,11 @@ def s3_client():
     return _s3_client
 
 
-def list_files(root: str) -> Iterator[tuple[str, int]]:
+def list_files(root: str, include_empty_keys: bool = False) -> Iterator[tuple[str, int]]:
     """Yield ``(url, size)`` for every file under ``root`` recursively, in sorted order.
 
-    On S3, zero-byte keys (directory markers) are skipped. A local ``root`` that is a file
-    yields itself. A missing root yields nothing.
+    On S3, zero-byte keys (directory markers) are skipped unless ``include_empty_keys``. A local
+    ``root`` that is a file yields itself. A missing root yields nothing.
     """
     root = check_supported(root)
     if is_s3(root):
@@ -75,7 +75,7 @@ def list_files(root: str) -> Iterator[tuple[str, int]]:
         paginator = s3_client().get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                if obj["Size"] > 0:
+                if obj["Size"] > 0 or include_empty_keys:
                     yield f"{S3_PREFIX}{bucket}/{obj['Key']}", obj["Size"]
         return
     if os.path.isfile(root):
@@ -168,7 +168,8 @@ def remove(url: str) -> None:
     url = check_supported(url)
     if is_s3(url):
         bucket, prefix = split_s3(url)
-        keys = [{"Key": u[len(S3_PREFIX) + len(bucket) + 1 :]} for u, _ in _list_all_keys(url)]
+        listing = list_files(url, include_empty_keys=True)
+        keys = [{"Key": u[len(S3_PREFIX) + len(bucket) + 1 :]} for u, _ in listing]
         for start in range(0, len(keys), 1000):
             s3_client().delete_objects(
                 Bucket=bucket, Delete={"Objects": keys[start : start + 1000]}
@@ -178,11 +179,3 @@ def remove(url: str) -> None:
         shutil.rmtree(url)
     elif os.path.exists(url):
         os.unlink(url)
-
-
-def _list_all_keys(url: str) -> Iterator[tuple[str, int]]:
-    bucket, prefix = split_s3(url)
-    paginator = s3_client().get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            yield f"{S3_PREFIX}{bucket}/{obj['Key']}", obj["Size"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 
 import luigi
@@ -116,8 +117,6 @@ def read_counts(counts: str) -> dict[str, int]:
 
 
 def _is_local_dir(url: str) -> bool:
-    import os
-
     return not fs.is_s3(url) and os.path.isdir(url)
 
 

@@ -12,8 +12,12 @@ LMS profiles for the demographic tables.
   last date (date_b - 1) only;
 - ``course_meta_summary_enrollment``: per course and mode on the last date: count,
   count_change_7_days (count minus the count 7 days earlier), cumulative_count and
-  passing_users (users with a passing grade: ``passed_timestamp`` set and a letter grade).
-  Catalog fields are NULL (course catalog disabled).
+  passing_users (users with a passing grade: ``passed_timestamp`` set and a letter grade),
+  and the course's catalog fields when the course catalog is enabled (``pipeline.catalog``;
+  NULL for courses the catalog does not know, and all NULL with the catalog off).
+
+``ImportEnrollmentsIntoMysql`` also requires ``CourseEnrollmentSummaryTask``, as upstream's does,
+so the one command writes ``{warehouse}/course_enrollment_summary/dt={date_b}/`` too.
 """
 
 from __future__ import annotations
@@ -26,11 +30,18 @@ from collections.abc import Iterable, Iterator
 import luigi
 
 from pipeline import fs
+from pipeline.catalog import (
+    NO_CATALOG,
+    CourseCatalogSwitchMixin,
+    PullDiscoveryCourseRunsAPIData,
+    read_catalog,
+)
 from pipeline.common import ReportingMixin
 from pipeline.database import Column, Database, DatabaseError, TableSpec, settings_from
 from pipeline.enrollments import (
     PART_FILE,
     WAREHOUSE_STATE,
+    CourseEnrollmentSummaryTask,
     CourseEnrollmentTask,
     EnrollmentStateMixin,
 )
@@ -149,8 +160,14 @@ def demographic_counts(
 
 
 def meta_summary(
-    rows: Iterable[tuple], last_date: str, passing: set[tuple[str, str]]
+    rows: Iterable[tuple],
+    last_date: str,
+    passing: set[tuple[str, str]],
+    catalog: dict[str, tuple] | None = None,
 ) -> list[tuple]:
+    """Per (course, mode) on ``last_date``, joined with ``catalog`` (course_id -> its six
+    catalog fields) where it knows the course."""
+    catalog = catalog or {}
     week_before = (dt.date.fromisoformat(last_date) - dt.timedelta(days=7)).isoformat()
     now: dict = {}
     before: dict[tuple, int] = {}
@@ -168,12 +185,7 @@ def meta_summary(
         out.append(
             (
                 course_id,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
+                *catalog.get(course_id, NO_CATALOG),
                 mode,
                 count,
                 change,
@@ -253,6 +265,7 @@ class EnrollmentTableLoad(EnrollmentStateMixin, ResultDatabaseMixin, ReportingMi
 
     def run(self):
         started = time.monotonic()
+        self.discards: dict[str, int] = {}
         rows = self.compute()
         database = self.result_database()
         loaded = database.replace_rows(self.table, rows, self.task_id)
@@ -263,7 +276,7 @@ class EnrollmentTableLoad(EnrollmentStateMixin, ResultDatabaseMixin, ReportingMi
             self.table.name,
             database.settings.describe(),
         )
-        self.record_run(started, 1, 0, {}, table=self.table.name, rows=loaded)
+        self.record_run(started, 1, 0, self.discards, table=self.table.name, rows=loaded)
 
 
 class EnrollmentDailyTask(EnrollmentTableLoad):
@@ -319,8 +332,24 @@ class EnrollmentByEducationLevelTask(LmsProfileMixin, EnrollmentTableLoad):
         return demographic_counts(state_rows(self.state_file), levels, only_date=self.last_date)
 
 
-class CourseMetaSummaryEnrollmentIntoMysql(EnrollmentTableLoad):
+class CourseMetaSummaryEnrollmentIntoMysql(CourseCatalogSwitchMixin, EnrollmentTableLoad):
     table = META_SUMMARY
+
+    def requires(self):
+        state = super().requires()
+        if not self.enable_course_catalog:
+            return state
+        return [state, self.clone(PullDiscoveryCourseRunsAPIData)]
+
+    def catalog(self) -> dict[str, tuple]:
+        if not self.enable_course_catalog:
+            return {}
+        snapshot = self.clone(PullDiscoveryCourseRunsAPIData).snapshot_url()
+        catalog, discards = read_catalog(snapshot)
+        for reason, count in discards.items():
+            self.discards[f"catalog: {reason}"] = count
+        log.info("%s: %d course runs in %s", self.task_family, len(catalog), snapshot)
+        return catalog
 
     def passing_users(self) -> set[tuple[str, str]]:
         lms = self.lms_database()
@@ -336,7 +365,9 @@ class CourseMetaSummaryEnrollmentIntoMysql(EnrollmentTableLoad):
             ) from exc
 
     def compute(self):
-        return meta_summary(state_rows(self.state_file), self.last_date, self.passing_users())
+        return meta_summary(
+            state_rows(self.state_file), self.last_date, self.passing_users(), self.catalog()
+        )
 
 
 LOAD_TASKS = (
@@ -349,13 +380,15 @@ LOAD_TASKS = (
 )
 
 
-class ImportEnrollmentsIntoMysql(EnrollmentStateMixin, ResultDatabaseMixin, luigi.WrapperTask):
-    """Compute the enrollment chain and load all six enrollment tables.
+class ImportEnrollmentsIntoMysql(
+    CourseCatalogSwitchMixin, EnrollmentStateMixin, ResultDatabaseMixin, luigi.WrapperTask
+):
+    """Compute the enrollment chain, write the enrollment summary, load all six tables.
 
     Example:
         launch-task ImportEnrollmentsIntoMysql --local-scheduler \\
-            --interval 2014-07-30-2014-08-07 --overwrite-n-days 7
+            --interval 2014-07-30-2014-08-07 --overwrite-n-days 7 [--enable-course-catalog]
     """
 
     def requires(self):
-        return [self.clone(task) for task in LOAD_TASKS]
+        return [self.clone(CourseEnrollmentSummaryTask), *(self.clone(t) for t in LOAD_TASKS)]

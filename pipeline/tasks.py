@@ -1,5 +1,6 @@
 """Every task launch-task knows, importable from one place."""
 
+from pipeline.catalog import PullDiscoveryCourseRunsAPIData
 from pipeline.enrollment_loads import (
     CourseMetaSummaryEnrollmentIntoMysql,
     EnrollmentByBirthYearTask,
@@ -27,6 +28,7 @@ __all__ = [
     "EnrollmentByModeTask",
     "EnrollmentDailyTask",
     "ImportEnrollmentsIntoMysql",
+    "PullDiscoveryCourseRunsAPIData",
     "TotalEventsDailyTask",
     "TotalEventsReport",
     "TotalEventsReportWorkflow",

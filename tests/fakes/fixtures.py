@@ -1,17 +1,21 @@
-"""Pytest fixtures for the OpenStack fake (register with ``pytest_plugins``).
+"""Pytest fixtures for the fakes (register with ``pytest_plugins``).
 
 - ``openstack_fake``: a started :class:`~tests.fakes.openstack.OpenStackFake` on a free port of
   127.0.0.1 (snapshots and stacks take 0.1 s to finish), stopped after the test.
 - ``openstack_conn``: an openstacksdk ``Connection`` to it, closed after the test.
+- ``discovery``: ``discovery(course_runs, client_id=None, client_secret=None)`` starts a
+  :class:`~tests.fakes.discovery.DiscoveryFake` (the course catalog's REST API) on a free port
+  of 127.0.0.1; every one started is stopped after the test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.fakes.discovery import DiscoveryFake
 from tests.fakes.openstack import OpenStackFake
 
 if TYPE_CHECKING:
@@ -38,3 +42,19 @@ def openstack_conn(openstack_fake: OpenStackFake) -> Iterator[Connection]:
         yield conn
     finally:
         conn.close()
+
+
+@pytest.fixture
+def discovery() -> Iterator[Callable[..., DiscoveryFake]]:
+    started: list[DiscoveryFake] = []
+
+    def start(course_runs: list[dict], **credentials) -> DiscoveryFake:
+        fake = DiscoveryFake(course_runs, **credentials).start()
+        started.append(fake)
+        return fake
+
+    try:
+        yield start
+    finally:
+        for fake in started:
+            fake.stop()

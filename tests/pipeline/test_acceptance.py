@@ -1,8 +1,9 @@
 """Upstream's enrollment acceptance case, reproduced through launch-task.
 
-ImportEnrollmentsIntoMysql over 2014-07-30..2014-08-07 with --overwrite-n-days 7 on upstream's
-own tracking log and LMS rows, against a real MariaDB and against the default SQLite file; the
-result tables and the enrollment summary must equal upstream's expected rows exactly.
+ImportEnrollmentsIntoMysql alone over 2014-07-30..2014-08-07 with --overwrite-n-days 7 on
+upstream's own tracking log and LMS rows, against a real MariaDB and against the default SQLite
+file; the result tables and the enrollment summary must equal upstream's expected rows exactly,
+with the course catalog disabled and with it served by a discovery API over HTTP.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import pytest
 from tests.lms import DATA, load_lms_mariadb, load_lms_sqlite
 from tests.pipeline.conftest import Workspace
 
+CATALOG_DATE = "2016-09-08"
+SECRET = "s3cret-client-value"
 TABLES = {
     "course_enrollment_daily": "course_enrollment_daily.tsv",
     "course_enrollment_mode_daily": "course_enrollment_mode_daily.tsv",
@@ -27,13 +30,47 @@ TABLES = {
     "course_enrollment_education_level_daily": "course_enrollment_education_level_daily.tsv",
     "course_meta_summary_enrollment": "course_meta_summary_enrollment.catalog_disabled.tsv",
 }
+META = "course_meta_summary_enrollment"
 INTERVAL = "2014-07-30-2014-08-07"
 
 
-def expected_rows(table: str) -> tuple[list[str], list[tuple[str, ...]]]:
-    lines = (DATA / "expected_mysql" / TABLES[table]).read_text().splitlines()
+META_WITH_CATALOG = "course_meta_summary_enrollment.catalog_enabled.tsv"
+
+
+def expected_rows(table: str, catalog: bool = False) -> tuple[list[str], list[tuple[str, ...]]]:
+    name = META_WITH_CATALOG if catalog and table == META else TABLES[table]
+    lines = (DATA / "expected_mysql" / name).read_text().splitlines()
     header = lines[0].split("\t")
     return header, sorted(tuple(line.split("\t")) for line in lines[1:])
+
+
+def course_runs() -> list[dict]:
+    text = (DATA / "input" / "course_runs.json").read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def serve_catalog(workspace: Workspace, discovery, name: str = "catalog.cfg") -> tuple:
+    """The fixture's course runs behind OAuth2, two per page; the config file naming them."""
+    api = discovery(course_runs(), client_id="pipeline", client_secret=SECRET)
+    config = workspace.root / name
+    config.write_text(
+        "[course-summary-enrollment]\nenable_course_catalog = true\n"
+        f"[course-catalog-api]\napi_root_url = {api.api_root_url}\npage_size = 2\n"
+        f"[edx-rest-api]\nauth_url = {api.auth_url}\nclient_id = pipeline\n"
+        f"client_secret = {SECRET}\n"
+    )
+    return api, config
+
+
+def check_catalog_served(workspace: Workspace, api, result) -> None:
+    """Every page was fetched with a token; neither the secret nor a token was printed."""
+    pages = api.page_requests()
+    assert [r.query.get("offset", "0") for r in pages] == ["0", "2"]
+    assert all(r.authorization and r.authorization.startswith("JWT ") for r in pages)
+    assert SECRET not in result.output
+    assert not any(token in result.output for token in api.tokens)
+    snapshot = workspace.root / "warehouse" / "discovery_api_raw" / f"dt={CATALOG_DATE}"
+    assert len((snapshot / "course_runs.json").read_text().splitlines()) == 4
 
 
 def as_text(value) -> str:
@@ -69,16 +106,7 @@ def run_import(workspace: Workspace, *extra: str):
 
 
 def check_summary(workspace: Workspace) -> None:
-    result = workspace.launch(
-        "CourseEnrollmentSummaryTask",
-        "--local-scheduler",
-        "--interval",
-        INTERVAL,
-        "--overwrite-n-days",
-        "7",
-        *workspace.source_args(),
-    )
-    assert result.returncode == 0, result.output
+    """The enrollment summary ImportEnrollmentsIntoMysql wrote on its way."""
     part = (
         workspace.root / "warehouse" / "course_enrollment_summary" / "dt=2014-08-07" / "part-00000"
     )
@@ -91,25 +119,62 @@ def check_summary(workspace: Workspace) -> None:
     assert sorted(tuple(row) for row in rows[1:]) == got
 
 
-def test_acceptance_on_the_default_sqlite_database(workspace: Workspace):
-    prepare(workspace)
-    load_lms_sqlite(workspace.root / "edxapp.sqlite")
-    result = run_import(workspace)
-    assert result.returncode == 0, result.output
+def check_sqlite(workspace: Workspace, catalog: bool = False) -> None:
     connection = sqlite3.connect(workspace.root / "reports.sqlite")
     for table in TABLES:
-        header, expected = expected_rows(table)
+        header, expected = expected_rows(table, catalog)
         columns = ", ".join(f"`{c}`" for c in header)
         got = sorted(
             tuple(as_text(v) for v in row)
             for row in connection.execute(f"SELECT {columns} FROM `{table}`")
         )
         assert got == expected, table
+    connection.close()
+
+
+def test_acceptance_on_the_default_sqlite_database(workspace: Workspace):
+    prepare(workspace)
+    load_lms_sqlite(workspace.root / "edxapp.sqlite")
+    result = run_import(workspace)
+    assert result.returncode == 0, result.output
+    check_sqlite(workspace)
     check_summary(workspace)
+    assert not (workspace.root / "warehouse" / "discovery_api_raw").exists()
+
+
+def test_acceptance_with_the_catalog_api_on_sqlite(workspace: Workspace, discovery):
+    prepare(workspace)
+    load_lms_sqlite(workspace.root / "edxapp.sqlite")
+    api, config = serve_catalog(workspace, discovery)
+    result = run_import(workspace, "--date", CATALOG_DATE, "--additional-config", str(config))
+    assert result.returncode == 0, result.output
+    check_sqlite(workspace, catalog=True)
+    check_summary(workspace)
+    check_catalog_served(workspace, api, result)
+
+
+def check_mariadb(mariadb, catalog: bool = False) -> None:
+    connection = mariadb.connect("reports")
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            header, expected = expected_rows(table, catalog)
+            cursor.execute(f"SELECT {', '.join(f'`{c}`' for c in header)} FROM `{table}`")
+            got = sorted(tuple(as_text(v) for v in row) for row in cursor.fetchall())
+            assert got == expected, table
+    connection.close()
+
+
+def loads_marked(mariadb) -> list[str]:
+    connection = mariadb.connect("reports")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT target_table FROM table_updates ORDER BY id")
+        tables = [row[0] for row in cursor.fetchall()]
+    connection.close()
+    return tables
 
 
 @pytest.mark.slow
-def test_acceptance_on_mariadb(workspace: Workspace, mariadb):
+def test_acceptance_on_mariadb(workspace: Workspace, mariadb, discovery):
     if shutil.which("mariadb") is None:  # pragma: no cover - the fixture fails first
         pytest.fail("mariadb client missing: apt-get install mariadb-server")
     prepare(workspace)
@@ -125,23 +190,29 @@ def test_acceptance_on_mariadb(workspace: Workspace, mariadb):
     result = run_import(workspace, "--additional-config", str(config))
     assert result.returncode == 0, result.output
     assert not (workspace.root / "reports.sqlite").exists()
-    connection = mariadb.connect("reports")
-    with connection.cursor() as cursor:
-        for table in TABLES:
-            header, expected = expected_rows(table)
-            cursor.execute(f"SELECT {', '.join(f'`{c}`' for c in header)} FROM `{table}`")
-            got = sorted(tuple(as_text(v) for v in row) for row in cursor.fetchall())
-            assert got == expected, table
-        # a second run with the same parameters finds every load done and changes nothing
-        cursor.execute("SELECT COUNT(*) FROM table_updates")
-        (markers,) = cursor.fetchone()
+    check_mariadb(mariadb)
+    check_summary(workspace)
+    markers = loads_marked(mariadb)
+    # a second run with the same parameters finds every load done and changes nothing
     again = run_import(workspace, "--additional-config", str(config))
     assert again.returncode == 0, again.output
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM table_updates")
-        assert cursor.fetchone() == (markers,)
+    assert loads_marked(mariadb) == markers
     assert json.loads(credentials.read_text())["password"] not in again.output
-    check_summary(workspace)
+    # switching the catalog on reloads course_meta_summary_enrollment only, with its fields
+    api, catalog_config = serve_catalog(workspace, discovery)
+    with_catalog = run_import(
+        workspace,
+        "--date",
+        CATALOG_DATE,
+        "--additional-config",
+        str(config),
+        "--additional-config",
+        str(catalog_config),
+    )
+    assert with_catalog.returncode == 0, with_catalog.output
+    check_mariadb(mariadb, catalog=True)
+    assert loads_marked(mariadb) == [*markers, META]
+    check_catalog_served(workspace, api, with_catalog)
 
 
 def test_missing_lms_database_is_named(workspace: Workspace):

@@ -90,7 +90,7 @@ def prepare(workspace: Workspace) -> None:
     target.write_bytes(gzip.compress(log))
 
 
-def run_import(workspace: Workspace, *extra: str):
+def run_import(workspace: Workspace, *extra: str, env: dict | None = None):
     return workspace.launch(
         "ImportEnrollmentsIntoMysql",
         "--local-scheduler",
@@ -102,6 +102,7 @@ def run_import(workspace: Workspace, *extra: str):
         "--expand-interval",
         "2 days",
         *extra,
+        env=env,
     )
 
 

@@ -80,6 +80,47 @@ class Outputs(BaseModel):
     )
 
 
+class CourseCatalog(BaseModel):
+    """Titles, dates, pacing and availability in course_meta_summary_enrollment; what is left
+    unset keeps the config files' value."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description="Fill them from the discovery service's course runs "
+        "(unset: [course-summary-enrollment] enable_course_catalog).",
+    )
+    api_root_url: str | None = Field(
+        default=None, description="Discovery API root, e.g. https://discovery.example.com/api/v1/."
+    )
+    course_runs_file: str | None = Field(
+        default=None,
+        description="Instead of the API: a local or s3:// file of course runs, one JSON object "
+        "per line.",
+    )
+    oauth_client_block: str | None = Field(
+        default=None,
+        description="Name of an OAuth Client block for the API (token URL, id, secret).",
+    )
+
+
+def catalog_settings(catalog: CourseCatalog) -> dict[str, dict[str, str]]:
+    """Config overrides for the course catalog; the client secret stays in this process."""
+    sections: dict[str, dict[str, str]] = {}
+    if catalog.enabled is not None:
+        sections["course-summary-enrollment"] = {
+            "enable_course_catalog": str(catalog.enabled).lower()
+        }
+    api = {"api_root_url": catalog.api_root_url, "course_runs_file": catalog.course_runs_file}
+    if any(value is not None for value in api.values()):
+        sections["course-catalog-api"] = {k: v for k, v in api.items() if v is not None}
+    if catalog.oauth_client_block:
+        from blocks.oauth import OAuthClient
+
+        block = OAuthClient.load(catalog.oauth_client_block)
+        sections["edx-rest-api"] = block.rest_api_settings()
+    return sections
+
+
 def default_interval(today: dt.date | None = None) -> str:
     """From the configured ``[enrollments] interval_start`` up to and including yesterday."""
     today = today or dt.datetime.now(dt.UTC).date()
@@ -136,6 +177,7 @@ def analytics_import(
     import_enrollments: bool = True,
     processes: int = Field(default=0, ge=0, description="Worker processes; 0 = every core."),
     retries: int = Field(default=2, ge=0, le=10, description="Retries of a failed pipeline step."),
+    course_catalog: CourseCatalog = CourseCatalog(),
 ) -> dict:
     """Count events per day and import enrollments into the result database.
 
@@ -149,6 +191,7 @@ def analytics_import(
         processes: Worker processes for reading logs; 0 = every core.
         retries: How often a failed pipeline step is retried (a minute apart); completed
             work is never redone.
+        course_catalog: Catalog fields of course_meta_summary_enrollment (discovery API or file).
     """
     logger = get_run_logger()
     interval_text = interval or default_interval()
@@ -170,6 +213,7 @@ def analytics_import(
                     "hive": {"warehouse_path": outputs.warehouse},
                     "local-engine": {"processes": str(processes)},
                     **databases,
+                    **catalog_settings(course_catalog),
                 }
             )
             selection = {"source": logs.sources, "pattern": logs.patterns}

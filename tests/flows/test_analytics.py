@@ -110,3 +110,40 @@ def test_mysql_block_password_never_reaches_logs_or_results(site, mariadb):
         cursor.execute("SELECT COUNT(*) FROM course_enrollment_daily")
         assert cursor.fetchone()[0] > 0
     assert not (site / "analytics-results.sqlite").exists()
+
+
+def test_course_catalog_from_the_discovery_api_with_an_oauth_block(site, discovery):
+    from blocks.oauth import OAuthClient
+    from flows.analytics import CourseCatalog
+    from pipeline.samples import COURSES
+
+    secret = "catalog-client-secret-value"
+    known = COURSES[1:]  # COURSES[0], the most enrolled course, is unknown to the catalog
+    runs = [
+        {"key": c, "title": f"Course {c}", "course": "DemoOrg+Course"}
+        | {"start": "2016-01-15T00:00:00Z", "pacing_type": "self_paced", "availability": "Current"}
+        for c in known
+    ]
+    api = discovery(runs, client_id="pipeline", client_secret=secret)
+    OAuthClient(auth_url=api.auth_url, client_id="pipeline", client_secret=secret).save(
+        "discovery-client", overwrite=True
+    )
+    catalog = CourseCatalog(
+        enabled=True, api_root_url=api.api_root_url, oauth_client_block="discovery-client"
+    )
+    state = analytics_import(
+        interval="2016-03-01-2016-03-03", course_catalog=catalog, return_state=True
+    )
+    assert state.is_completed(), state.message
+    assert secret not in repr(state.result())
+    assert api.page_requests(), "the catalog came from the API"
+    connection = sqlite3.connect(site / "analytics-results.sqlite")
+    rows = connection.execute(
+        "SELECT course_id, catalog_course_title, start_time, pacing_type "
+        "FROM course_meta_summary_enrollment"
+    ).fetchall()
+    assert {r[1:] for r in rows if r[0] == COURSES[0]} == {(None, None, None)}
+    titled = [r for r in rows if r[0] != COURSES[0]]
+    assert titled and all(
+        r[1:] == (f"Course {r[0]}", "2016-01-15 00:00:00", "self_paced") for r in titled
+    )

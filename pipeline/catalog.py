@@ -173,6 +173,9 @@ class DiscoveryClient:
     def _request(self, request: urllib.request.Request) -> dict:
         """Send with retries on errors that can go away; the parsed JSON object."""
         url = public_url(request.full_url)
+        if urllib.parse.urlsplit(request.full_url).scheme not in ("http", "https"):
+            # urllib would also open file:// and ftp:// URLs, say from a 'next' link
+            raise CatalogError(f"{request.method} {url}: not an http:// or https:// URL")
         for attempt in range(self.retries + 1):
             retry_in = self.backoff * 2**attempt if attempt < self.retries else None
             try:

@@ -255,6 +255,13 @@ def test_no_credentials_for_a_protected_api_is_a_clear_error(workspace: Workspac
     assert "HTTP 401" in result.stderr and "[edx-rest-api]" in result.stderr
 
 
+def test_an_api_root_that_is_not_http_is_refused(workspace: Workspace):
+    config = write_config(workspace, course_catalog_api={"api_root_url": "file:///etc/"})
+    result = pull(workspace, config)
+    assert result.returncode != 0
+    assert "GET file:///etc/course_runs/?limit=100&exclude_utm=1: not an http" in result.stderr
+
+
 def test_catalog_enabled_without_a_source_is_named(workspace: Workspace):
     result = pull(workspace, write_config(workspace))
     assert result.returncode != 0

@@ -59,16 +59,24 @@ def shell_environment(home: Path, tmp: Path, prefect_port: int) -> dict[str, str
     return env
 
 
-def run_blocks(blocks: list[str], env: dict[str, str], log: Path, timeout: float, first: int = 1):
-    """Run the blocks in one `bash -e -o pipefail`, marking each in the log; the exit status."""
+def run_blocks(blocks: list[str], env: dict[str, str], log: Path, first: int = 1) -> int:
+    """Run the blocks in one `bash -e -o pipefail`, marking each in the log; the exit status.
+
+    The shell's exported variables are kept in `<log>.exports` when it exits and restored
+    first in the next call, as a newcomer's terminal keeps them from one block to the next.
+    """
+    exports = log.with_suffix(".exports")
     script = "".join(
         f'echo "### README block {n} at $(date -u +%T)"\n{block}\n'
         for n, block in enumerate(blocks, first)
     )
+    restore = f"source {exports}\n" if exports.exists() else ""
+    keep = f"trap 'export -p > {exports}' EXIT\n"
     with log.open("a") as output:
         return subprocess.run(
-            ["bash", "-e", "-o", "pipefail", "-c", script], cwd=REPO, env=env,
-            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, timeout=timeout,
+            ["bash", "-e", "-o", "pipefail", "-c", restore + keep + script], cwd=REPO, env=env,
+            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            timeout=SCRIPT_TIMEOUT_SECONDS,
         ).returncode  # fmt: skip
 
 
@@ -119,7 +127,7 @@ def test_readme_try_it_without_a_cloud(tmp_path):
     log = tmp_path / "readme.log"
     started = time.monotonic()
     try:
-        status = run_blocks(steps, env, log, SCRIPT_TIMEOUT_SECONDS)
+        status = run_blocks(steps, env, log)
         output = log.read_text(errors="replace")
         print(f"README blocks ran in {time.monotonic() - started:.1f} s")
         assert status == 0, f"a README command failed (exit {status}):\n{output[-6000:]}"
@@ -127,7 +135,7 @@ def test_readme_try_it_without_a_cloud(tmp_path):
         check_backup_and_stack(try_dir, output)
         check_host_setup(try_dir, output)
     finally:
-        stop_status = run_blocks([stop], env, log, STOP_TIMEOUT_SECONDS, len(blocks))
+        stop_status = run_blocks([stop], env, log, first=len(blocks))
         try_dirs = list(tmp.glob("tmp.*"))
         left = [entry for d in try_dirs for entry in wait_stopped(d)]
     assert stop_status == 0, log.read_text(errors="replace")[-3000:]

@@ -5,7 +5,8 @@ repository root, with a temporary HOME and TMPDIR (so the README's `mktemp -d` p
 under pytest's temp dir). The one change made to the text: Prefect's port 4200 becomes a free
 port (PREFECT_SERVER_API_PORT tells `prefect server start`), so the test never meets a Prefect
 server already running on this machine. The services are started by the README's own commands;
-its last block stops them, and runs whatever happened before it.
+its last block stops them and runs even when an earlier block failed; then nothing it started
+may be left running.
 """
 
 from __future__ import annotations
@@ -46,11 +47,15 @@ def section_blocks(readme: str, title: str = SECTION) -> list[str]:
 
 
 def shell_environment(home: Path, tmp: Path, prefect_port: int) -> dict[str, str]:
-    """A newcomer's shell: this environment without Prefect settings, a fresh HOME and TMPDIR."""
-    cache = subprocess.run(["uv", "cache", "dir"], capture_output=True, text=True, check=True)
+    """A newcomer's shell: this environment without Prefect settings, a fresh HOME and TMPDIR.
+
+    uv keeps its cache (else the temporary HOME would hide it) and comes first on PATH, as
+    the binary itself: a pyenv shim, say, would look for pyenv in the temporary HOME.
+    """
+    uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` sets UV to itself
+    assert uv, "uv is neither on PATH nor in $UV: install it (scripts/test does)"
+    cache = subprocess.run([uv, "cache", "dir"], capture_output=True, text=True, check=True)
     env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
-    # uv itself, wherever it came from (a shim may rely on the real HOME)
-    uv = os.environ.get("UV") or shutil.which("uv")
     env["PATH"] = f"{Path(uv).resolve().parent}:{env['PATH']}"
     env.update(
         HOME=str(home), TMPDIR=str(tmp), UV_CACHE_DIR=cache.stdout.strip(),

@@ -89,22 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         "--background", action="store_true", help="detach; return once serving (needs --dir)"
     )
     args = parser.parse_args(argv)
+    if args.seed == "bed" and not args.host_key:
+        parser.error("--seed bed needs --host-key (the bed sshd's public host key)")
     if args.background:
         if args.dir is None:
             parser.error("--background needs --dir")
         argv = background_argv(argv if argv is not None else sys.argv[1:])
         return start_in_background("tests.fakes.openstack", argv, args.dir)
-    if args.seed == "bed" and not args.host_key:
-        parser.error("--seed bed needs --host-key (the bed sshd's public host key)")
     directory = args.dir.resolve() if args.dir else None
 
     fake = OpenStackFake(
         args.host, args.port, snapshot_delay=args.snapshot_delay, stack_delay=args.stack_delay
     )
-    # before anything can fail midway: a signal during start-up stops the fake too
     stop = threading.Event()
-    # Explicit handlers: a shell's background job inherits SIGINT ignored, which would
-    # otherwise make Ctrl-C (or kill -INT) a no-op.
+    # Set before start-up, so that a signal meanwhile still ends in fake.stop(). Explicit
+    # SIGINT handler: a shell's background job inherits SIGINT ignored, which would otherwise
+    # make Ctrl-C (or kill -INT) a no-op.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     if args.seed == "demo":

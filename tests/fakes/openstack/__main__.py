@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seed == "bed" and not args.host_key:
         parser.error("--seed bed needs --host-key (the bed sshd's public host key)")
+    for key in args.host_key:
+        if not key.is_file():
+            parser.error(f"--host-key {key}: no such file")
     if args.background:
         if args.dir is None:
             parser.error("--background needs --dir")

@@ -12,11 +12,17 @@ from pathlib import Path
 
 
 def fingerprint_of(public_key: Path) -> str:
-    """`256 SHA256:... comment (ED25519)`, exactly as ssh-keygen (and cloud-init) print it."""
-    return subprocess.run(
-        ["ssh-keygen", "-l", "-f", str(public_key)], capture_output=True, text=True, check=True,
-        timeout=30,
-    ).stdout.strip()  # fmt: skip
+    """`256 SHA256:... comment (ED25519)`, exactly as ssh-keygen (and cloud-init) print it.
+
+    Raises:
+        ValueError: ssh-keygen could not read `public_key` (its message says why).
+    """
+    result = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(public_key)], capture_output=True, text=True, timeout=30
+    )
+    if result.returncode != 0:
+        raise ValueError(f"ssh-keygen -l -f {public_key}: {result.stderr.strip()}")
+    return result.stdout.strip()
 
 
 def console_log(fingerprint_lines: Iterable[str], key_lines: Iterable[str] = ()) -> str:

@@ -104,7 +104,7 @@ def _write_sshd_state(
                 "user": host.user,
                 "public_host_key": str(host.public_host_key),
                 "authorized_keys": str(host.authorized_keys),
-            }  # fmt: skip
+            }
             for host in hosts
         ],
     }

@@ -1,17 +1,20 @@
 """Start a test-bed service by hand and keep it running until Ctrl-C.
 
-    uv run python -m tests.bed sshd [--hosts 3] [--dir DIR]
-    uv run python -m tests.bed mariadb [--dir DIR]
-    uv run python -m tests.bed galera [--dir DIR]
+    uv run python -m tests.bed sshd [--hosts 3] [--dir DIR] [--background]
+    uv run python -m tests.bed mariadb [--dir DIR] [--background]
+    uv run python -m tests.bed galera [--dir DIR] [--background]
     uv run python -m tests.bed moto [--port 5000]
 
-Prints how to reach the service (known_hosts lines, ssh command lines, credentials, AWS env).
+Prints how to reach the service (known_hosts lines, ssh command lines, credentials, AWS env)
+and writes it into DIR: sshd `sshd.json` (each host's address, port, user, public host key and
+authorized_keys file), `known_hosts` and the client key `id_ed25519`; mariadb and galera
+`credentials.json` (upstream's `{"host", "port", "username", "password"}`). `DIR/pid` exists
+while the service runs (see tests/bed/background.py); `--background` returns once it serves.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shlex
 import signal
@@ -20,6 +23,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from tests.bed.background import background_argv, clear_ready, mark_ready, start_in_background
 from tests.bed.mariadb import GaleraServer, MariaDBServer
 from tests.bed.moto import MotoServer
 from tests.bed.sshd import SshHost, generate_ed25519_key, known_hosts_text
@@ -31,9 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="working directory (default: a new temp dir)")
     parser.add_argument("--hosts", type=int, default=1, help="sshd: how many hosts")
     parser.add_argument("--port", type=int, default=0, help="moto: port (default: any free)")
+    parser.add_argument(
+        "--background", action="store_true", help="detach; return once serving (needs --dir)"
+    )
     args = parser.parse_args(argv)
+    if args.background:
+        if args.dir is None or args.service == "moto":
+            parser.error("--background needs --dir (and is not for moto)")
+        return start_in_background("tests.bed", background_argv(argv or sys.argv[1:]), args.dir)
+    stopped = _stop_on_signals()
+    base_dir = None
     if args.service != "moto":
-        base_dir = args.dir or Path(tempfile.mkdtemp(prefix=f"bed-{args.service}-"))
+        base_dir = (args.dir or Path(tempfile.mkdtemp(prefix=f"bed-{args.service}-"))).resolve()
+        base_dir.mkdir(parents=True, exist_ok=True)
 
     stop_callbacks = []
     try:
@@ -46,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_callbacks += [host.stop for host in hosts]
             known_hosts = base_dir / "known_hosts"
             known_hosts.write_text(known_hosts_text(hosts))
+            _write_sshd_state(base_dir / "sshd.json", hosts, known_hosts, client_key)
             print(f"known_hosts: {known_hosts}\nclient key:  {client_key}")
             for host in hosts:
                 print(f"{host.name}: {shlex.join(host.ssh_argv(known_hosts=known_hosts))}")
@@ -55,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_callbacks.append(server.stop)
             server.start()
             script = server.write_control_script()
+            server.write_credentials(base_dir / "credentials.json")
             print(json.dumps(server.credentials()))
             print(f"socket: {server.socket}\ncontrol: {script} start|stop|status|restart")
             print(f"root shell: mariadb --no-defaults --socket={server.socket} -uroot")
@@ -65,18 +81,45 @@ def main(argv: list[str] | None = None) -> int:
         if args.service != "moto":
             print(f"directory: {base_dir}")
         print("running; Ctrl-C stops it", flush=True)
-        _wait_for_interrupt()
+        mark_ready(base_dir)
+        stopped.wait()
     finally:
         for stop in reversed(stop_callbacks):
             stop()
+        clear_ready(base_dir)
     return 0
 
 
-def _wait_for_interrupt() -> None:
+def _write_sshd_state(
+    path: Path, hosts: list[SshHost], known_hosts: Path, client_key: Path
+) -> None:
+    state = {
+        "known_hosts": str(known_hosts),
+        "client_key": str(client_key),
+        "hosts": [
+            {
+                "name": host.name,
+                "address": host.address,
+                "port": host.port,
+                "user": host.user,
+                "public_host_key": str(host.public_host_key),
+                "authorized_keys": str(host.authorized_keys),
+            }
+            for host in hosts
+        ],
+    }
+    path.write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, from now on (a signal during start-up included).
+
+    Explicit SIGINT handler: a shell's background job inherits SIGINT ignored.
+    """
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        stopped.wait()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    return stopped
 
 
 if __name__ == "__main__":

@@ -121,6 +121,10 @@ class SshHost:
         return self.base_dir / "ssh_host_ed25519_key"
 
     @property
+    def public_host_key(self) -> Path:
+        return self.host_key.with_name(self.host_key.name + ".pub")
+
+    @property
     def config_file(self) -> Path:
         return self.base_dir / "sshd_config"
 
@@ -145,9 +149,7 @@ class SshHost:
     @property
     def known_hosts_line(self) -> str:
         """This host's *current* key as a known_hosts line: `[127.0.0.1]:PORT ssh-ed25519 AAAA`."""
-        key_type, key_base64 = (
-            self.host_key.with_name(self.host_key.name + ".pub").read_text().split()[:2]
-        )
+        key_type, key_base64 = self.public_host_key.read_text().split()[:2]
         return f"{self.known_hosts_name} {key_type} {key_base64}"
 
     def write_known_hosts(self, path: Path | None = None) -> Path:

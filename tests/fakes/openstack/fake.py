@@ -264,6 +264,11 @@ class OpenStackFake:
         with self.state.lock:
             self._server(server).console_output = text
 
+    def set_boot_console(self, server_name: str, text: str) -> None:
+        """Servers named ``server_name`` created from now on (by Heat too) get this console log."""
+        with self.state.lock:
+            self.state.boot_consoles[server_name] = text
+
     def set_server_status(self, server: str, status: str) -> None:
         with self.state.lock:
             self._server(server).status = status

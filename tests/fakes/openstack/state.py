@@ -49,6 +49,8 @@ class CloudState:
         self.next_snapshot_outcomes: deque[str] = deque()
         #: Called by :meth:`advance` after the snapshots, with the current monotonic time.
         self.advance_hooks: list[Callable[[float], None]] = []
+        #: Console logs of servers yet to boot, by server name (what cloud-init will print).
+        self.boot_consoles: dict[str, str] = {}
 
     def reset(self) -> None:
         """Forget every resource and pending outcome; tokens and settings stay valid."""
@@ -58,6 +60,7 @@ class CloudState:
             self.snapshots.clear()
             self.stacks.clear()
             self.next_snapshot_outcomes.clear()
+            self.boot_consoles.clear()
 
     def advance(self) -> None:
         """Apply every time-driven transition that is due."""
@@ -96,6 +99,8 @@ class CloudState:
         """Create a server; ``addresses`` may use the short form of :func:`normalise_addresses`."""
         with self.lock:
             fields["addresses"] = normalise_addresses(fields.get("addresses"))
+            if not fields.get("console_output") and name in self.boot_consoles:
+                fields["console_output"] = self.boot_consoles[name]
             server = Server(id=fields.pop("id", None) or new_id(), name=name, **fields)
             self.servers[server.id] = server
             return server

@@ -29,6 +29,8 @@ from flows.host_setup import (
 from tasks.host_keys import HostKeyNotVerified
 from tasks.host_setup import PROJECT_ROOT, project_source_files
 from tests.bed.sshd import SshHost, generate_ed25519_key
+from tests.fakes.openstack.console import console_log as cloud_init_console
+from tests.fakes.openstack.console import fingerprint_of
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,34 +41,13 @@ pytestmark = [
 UV_INSTALL = {"installer": "uv", "install_options": ["--offline"]}
 
 
+#: An RSA host key the console lists but the sshd never presents.
+OTHER_RSA = "3072 SHA256:0000000000000000000000000000000000000000000 root@analytics (RSA)"
+
+
 def console_log(fingerprint_line: str, key_line: str | None = None) -> str:
-    """A Nova console log as cloud-init writes it (kernel and cloud-init prefixes included)."""
-    keys = (
-        f"-----BEGIN SSH HOST KEY KEYS-----\n{key_line}\n-----END SSH HOST KEY KEYS-----\n"
-        if key_line
-        else ""
-    )
-    return (
-        "[    0.000000] Linux version 6.1.0-13-cloud-amd64\n"
-        "[   12.345678] cloud-init[812]: Cloud-init v. 23.1 running 'modules:config'\n"
-        "ec2: \nec2: #############################################################\n"
-        "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
-        "ec2: 3072 SHA256:0000000000000000000000000000000000000000000 root@analytics (RSA)\n"
-        f"ec2: {fingerprint_line}\n"
-        "ec2: -----END SSH HOST KEY FINGERPRINTS-----\n"
-        "ec2: #############################################################\n" + keys
-    )
-
-
-def fingerprint_of(public_key: Path) -> str:
-    """`256 SHA256:... comment (ED25519)`, exactly as ssh-keygen (and cloud-init) print it."""
-    return subprocess.run(
-        ["ssh-keygen", "-l", "-f", str(public_key)], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def host_public_key(host: SshHost) -> Path:
-    return host.host_key.with_name(host.host_key.name + ".pub")
+    """A console log listing OTHER_RSA and `fingerprint_line` (and `key_line` as a key)."""
+    return cloud_init_console([OTHER_RSA, fingerprint_line], [key_line] if key_line else [])
 
 
 class Site:
@@ -75,7 +56,7 @@ class Site:
     def __init__(self, fake, host: SshHost, tmp: Path, console: str | None = None) -> None:
         self.fake, self.host, self.tmp = fake, host, tmp
         if console is None:
-            console = console_log(fingerprint_of(host_public_key(host)))
+            console = console_log(fingerprint_of(host.public_host_key))
         self.server = fake.add_server(
             "analytics", addresses={"management": [host.address]}, console_output=console
         )
@@ -241,7 +222,7 @@ def test_a_changed_host_key_stops_the_flow(openstack_fake, ssh_host, tmp_path):
     ssh_host.replace_host_key()
     # even a console log showing the new key does not override known_hosts, nor does TOFU
     openstack_fake.set_console_output(
-        "analytics", console_log(fingerprint_of(host_public_key(ssh_host)))
+        "analytics", console_log(fingerprint_of(ssh_host.public_host_key))
     )
     with pytest.raises(HostKeyMismatch, match=r"host key of \[127.0.0.1\]:\d+ CHANGED"):
         site.run(access=site.access(trust_on_first_use=True), **only_keys)

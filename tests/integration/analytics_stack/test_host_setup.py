@@ -27,7 +27,7 @@ from flows.host_setup import (
     setup_analytics_host,
 )
 from tasks.host_keys import HostKeyNotVerified
-from tasks.host_setup import PROJECT_ROOT, project_source_files
+from remote.setup import PROJECT_ROOT, project_source_files
 from tests.bed.sshd import SshHost, generate_ed25519_key
 
 pytestmark = [

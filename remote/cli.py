@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Extra installer option, e.g. --install-option=--offline (repeatable).",
     )
     add("--task-timeout", type=float, default=86400, help="Seconds the task may run (--wait).")
-    for unsupported in ("--job-flow-id", "--job-flow-name"):
-        add(unsupported, help=argparse.SUPPRESS)
+    for unsupported in ("--job-flow-id", "--job-flow-name", "--package"):
+        add(unsupported, action="append", help=argparse.SUPPRESS)
     return parser
 
 
@@ -174,15 +174,18 @@ def _settings(args, task_args: list[str]):
     """Everything checked before the first connection; ValueError names the bad option."""
     if args.job_flow_id or args.job_flow_name:
         raise ValueError("--job-flow-id/--job-flow-name (EMR) are not supported yet: give --host")
+    if args.package:
+        raise ValueError(
+            f"--package {args.package[0]}: extra packages are not supported; "
+            "install them with --install-option or from --repo's dependencies"
+        )
     host, _, port_text = args.host.rpartition(":") if ":" in args.host else (args.host, "", "22")
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"--host {args.host!r}: expected HOST or HOST:PORT")
     if not task_args:
         raise ValueError("no task given: e.g. remote-task --host H --wait TotalEventsDailyTask ...")
     words = task_words(task_args)
-    pkey = None
-    if args.private_key:
-        pkey = load_private_key(args.private_key.read_text(), None, str(args.private_key))
+    pkey = _private_key(args.private_key) if args.private_key else None
     login = Login(args.user, pkey, args.known_hosts, int(port_text))
     try:
         setup = PipelineSetup(
@@ -199,6 +202,22 @@ def _settings(args, task_args: list[str]):
     if override is not None and not override.is_file():
         raise ValueError(f"--override-config {override}: no such file")
     return host, int(port_text), login, setup, run, words
+
+
+def _private_key(path: Path) -> paramiko.PKey:
+    """The key in `path`; an encrypted one asks for its passphrase on a terminal."""
+    text = path.read_text()
+    try:
+        return load_private_key(text, None, str(path))
+    except ValueError as error:
+        if "encrypted" not in str(error):
+            raise ValueError(f"--private-key {path}: {error}") from None
+        if not sys.stdin.isatty():
+            raise ValueError(
+                f"--private-key {path} is encrypted: run on a terminal to type its "
+                "passphrase, or leave --private-key out to use ssh-agent"
+            ) from None
+    return load_private_key(text, getpass.getpass(f"Passphrase for {path}: "), str(path))
 
 
 def _remote_task(host, login, setup, run, words, args) -> int:

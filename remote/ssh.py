@@ -260,6 +260,32 @@ class RemoteCommandTimeout(SshError):
     """The command did not finish within its timeout; the channel was closed."""
 
 
+def _start(
+    client: paramiko.SSHClient, command: str, *, host: str, timeout: float, merged: bool = False
+) -> tuple[paramiko.Transport, paramiko.Channel]:
+    """A channel running `command` (stderr merged into stdout when `merged`), stdin closed."""
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise ConnectionLost(host, f"connection to {host} is closed; `{command}` was not run")
+    try:
+        channel = transport.open_session(timeout=min(timeout, 30))
+        channel.set_combine_stderr(merged)
+        channel.exec_command(command)
+        channel.shutdown_write()  # no stdin: commands waiting for input get EOF, not a hang
+    except (paramiko.SSHException, EOFError, OSError) as error:
+        raise ConnectionLost(host, f"connection to {host} failed starting `{command}`: "
+                                   f"{type(error).__name__}: {error}") from None  # fmt: skip
+    return transport, channel
+
+
+def _lost(host: str, command: str, output: str) -> ConnectionLost:
+    return ConnectionLost(
+        host,
+        f"connection to {host} was lost while running `{command}` (no exit status; the "
+        f"command may have been killed or may still be running): {output_tail(output)}",
+    )
+
+
 def execute(
     client: paramiko.SSHClient, command: str, *, host: str, timeout: float
 ) -> CommandResult:
@@ -271,16 +297,7 @@ def execute(
     """
     started = time.monotonic()
     deadline = started + timeout
-    transport = client.get_transport()
-    if transport is None or not transport.is_active():
-        raise ConnectionLost(host, f"connection to {host} is closed; `{command}` was not run")
-    try:
-        channel = transport.open_session(timeout=min(timeout, 30))
-        channel.exec_command(command)
-        channel.shutdown_write()  # no stdin: commands waiting for input get EOF, not a hang
-    except (paramiko.SSHException, EOFError, OSError) as error:
-        raise ConnectionLost(host, f"connection to {host} failed starting `{command}`: "
-                                   f"{type(error).__name__}: {error}") from None  # fmt: skip
+    transport, channel = _start(client, command, host=host, timeout=timeout)
     stdout, stderr = bytearray(), bytearray()
     exited_at = None
     try:
@@ -321,11 +338,7 @@ def execute(
         seconds=time.monotonic() - started,
     )
     if exit_status == -1:
-        raise ConnectionLost(
-            host,
-            f"connection to {host} was lost while running `{command}` (no exit status; the "
-            f"command may have been killed or may still be running): {output_tail(result.stderr)}",
-        )
+        raise _lost(host, command, result.stderr)
     return result
 
 
@@ -415,17 +428,7 @@ def stream_command(
     """
     started = time.monotonic()
     deadline = started + timeout
-    transport = client.get_transport()
-    if transport is None or not transport.is_active():
-        raise ConnectionLost(host, f"connection to {host} is closed; `{command}` was not run")
-    try:
-        channel = transport.open_session(timeout=min(timeout, 30))
-        channel.set_combine_stderr(True)
-        channel.exec_command(command)
-        channel.shutdown_write()
-    except (paramiko.SSHException, EOFError, OSError) as error:
-        raise ConnectionLost(host, f"connection to {host} failed starting `{command}`: "
-                                   f"{type(error).__name__}: {error}") from None  # fmt: skip
+    transport, channel = _start(client, command, host=host, timeout=timeout, merged=True)
     pending = b""
     exited_at = None
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
@@ -473,11 +476,7 @@ def stream_command(
         host, command, exit_status, "\n".join(tail), "", time.monotonic() - started
     )
     if exit_status == -1:
-        raise ConnectionLost(
-            host,
-            f"connection to {host} was lost while running `{command}` (no exit status; the "
-            f"command may have been killed or may still be running): {output_tail(result.stdout)}",
-        )
+        raise _lost(host, command, result.stdout)
     return result
 
 

@@ -54,29 +54,37 @@ EXIT_USAGE, EXIT_SETUP, EXIT_SSH = 2, 1, 255
 
 @dataclass
 class Login:
-    """The command line's SSH login: a key file (or the agent) and a known_hosts file."""
+    """The command line's SSH login: a key file (or the agent) and the verified host keys."""
 
     username: str
     pkey: paramiko.PKey | None
-    known_hosts: Path
+    trusted: paramiko.HostKeys
+    known_hosts: str  # where `trusted` comes from, for messages
     port: int = 22
     connect_timeout: float = 15
     command_timeout: float = 600
 
     def connect(self, host: str, port: int | None = None) -> paramiko.SSHClient:
-        text = self.known_hosts.read_text() if self.known_hosts.is_file() else ""
-        where = str(self.known_hosts) + ("" if self.known_hosts.is_file() else ", which is missing")
         return connect(
-            host,
-            port or self.port,
-            self.username,
-            self.pkey,
-            parse_known_hosts(text),
-            timeout=self.connect_timeout,
-            known_hosts=where,
+            host, port or self.port, self.username, self.pkey, self.trusted,
+            timeout=self.connect_timeout, known_hosts=self.known_hosts,
             fix_changed=f"replace its line in {self.known_hosts} "
-            f"(`ssh-keygen -R '{host}' -f {self.known_hosts}` removes the old one)",
-        )
+                        f"(`ssh-keygen -R '{host}' -f {self.known_hosts}` removes the old one)",
+        )  # fmt: skip
+
+
+def read_known_hosts(path: Path) -> tuple[paramiko.HostKeys, str]:
+    """The host keys in `path` (none when it is missing) and how messages name it.
+
+    Raises:
+        ValueError: naming the file and line.
+    """
+    if not path.exists():
+        return paramiko.HostKeys(), f"{path}, which does not exist"
+    try:
+        return parse_known_hosts(path.read_text()), str(path)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"--known-hosts {path}: {error}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, task_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     try:
-        host, port, login, setup, run, words = _settings(args, task_args)
+        host, login, setup, run, words = _settings(args, task_args)
     except (ValueError, OSError) as error:
         print(f"remote-task: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -168,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # e.g. a git branch that does not exist
         print(f"remote-task: setup failed: {error}", file=sys.stderr)
         return EXIT_SETUP
+    except KeyboardInterrupt:
+        print("remote-task: interrupted; a task that had started may still run on the node",
+              file=sys.stderr)  # fmt: skip
+        return 130
 
 
 def _settings(args, task_args: list[str]):
@@ -186,7 +198,8 @@ def _settings(args, task_args: list[str]):
         raise ValueError("no task given: e.g. remote-task --host H --wait TotalEventsDailyTask ...")
     words = task_words(task_args)
     pkey = _private_key(args.private_key) if args.private_key else None
-    login = Login(args.user, pkey, args.known_hosts, int(port_text))
+    trusted, known_hosts = read_known_hosts(args.known_hosts)
+    login = Login(args.user, pkey, trusted, known_hosts, int(port_text))
     try:
         setup = PipelineSetup(
             base_dir=args.base_dir, remote_name=args.remote_name,
@@ -201,7 +214,7 @@ def _settings(args, task_args: list[str]):
     override = args.override_config
     if override is not None and not override.is_file():
         raise ValueError(f"--override-config {override}: no such file")
-    return host, int(port_text), login, setup, run, words
+    return host, login, setup, run, words
 
 
 def _private_key(path: Path) -> paramiko.PKey:

@@ -26,8 +26,8 @@ from flows.host_setup import (
     PipelineSetup,
     setup_analytics_host,
 )
-from tasks.host_keys import HostKeyNotVerified
 from remote.setup import PROJECT_ROOT, project_source_files
+from tasks.host_keys import HostKeyNotVerified
 from tests.bed.sshd import SshHost, generate_ed25519_key
 
 pytestmark = [

@@ -134,9 +134,8 @@ def root_task(parser) -> luigi.Task:
         flags = ", ".join(_flag(n) for n in missing) or "a parameter"
         raise UsageError(f"{name} needs {flags} (on the command line or in its config "
                          "section)") from None  # fmt: skip
-    except ValueError as error:  # a configured default that does not parse
-        cause = error.__cause__ or error
-        raise UsageError(f"{name}: {error}: {type(cause).__name__}: {cause}") from None
+    except ValueError as error:  # a configured value that does not parse
+        raise UsageError(_bad_configured_value(task_cls, error)) from None
     for param_name, value in task.param_kwargs.items():
         if isinstance(value, DateInterval) and value.date_a >= value.date_b:
             what = "is empty" if value.date_a == value.date_b else "ends before it starts"
@@ -145,6 +144,24 @@ def root_task(parser) -> luigi.Task:
                 f"{value.date_b}, the end excluded): the end must come after the start"
             )
     return task
+
+
+def _bad_configured_value(task_cls, error: ValueError) -> str:
+    """luigi's "Error when parsing the default value of 'x'" as the config option and why."""
+    import re
+
+    cause = error.__cause__ or error
+    match = re.search(r"default value of '(\w+)'", str(error))
+    param = dict(task_cls.get_params()).get(match.group(1)) if match else None
+    if param is None:
+        return f"{task_cls.get_task_family()}: {error}: {type(cause).__name__}: {cause}"
+    where = getattr(param, "_config_path", None) or {}
+    option = (
+        f"[{where['section']}] {where['name']}"
+        if where.get("section")
+        else f"[{task_cls.get_task_family()}] {match.group(1)}"
+    )
+    return f"{option} (from the config files): {_reason(param, cause)}"
 
 
 def _flag(param_name: str) -> str:

@@ -83,3 +83,21 @@ def test_luigis_own_usage_errors_exit_2_without_a_run_summary(workspace: Workspa
     assert result.returncode == 2
     assert "unrecognized arguments: --bogus 1" in result.stderr
     assert SUMMARY not in result.output and "Traceback" not in result.output
+
+
+def test_bad_json_in_a_config_file_names_the_option(workspace: Workspace):
+    workspace.logs.mkdir()
+    (workspace.root / "override.cfg").write_text(
+        f'[event-logs]\nsource = ["{workspace.logs}/"]\npattern = [bad\n'
+    )
+    line = one_line_usage_error(
+        workspace.launch(
+            "TotalEventsDailyTask",
+            "--local-scheduler",
+            "--interval",
+            "2016",
+            "--output-root",
+            str(workspace.root / "out"),
+        )  # fmt: skip
+    )
+    assert "[event-logs] pattern (from the config files): not valid JSON" in line

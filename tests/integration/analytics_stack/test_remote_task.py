@@ -112,6 +112,7 @@ def test_a_run_with_setup_then_a_skip_setup_wait_run(node):  # noqa: F811
     )  # fmt: skip
 
     assert first.returncode == 0, first.stderr + first.stdout
+    assert logins(host) > 0  # what the refusal test counts does show logins
     home = Path(setup.home)
     assert (home / "venv" / "bin" / "launch-task").exists()
     assert (home / "override.cfg").read_text() == override.read_text()

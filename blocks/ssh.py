@@ -7,32 +7,21 @@ a changed key is refused with an error naming the host (never paramiko's AutoAdd
 
 from __future__ import annotations
 
-import io
-import socket
-
 import paramiko
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from remote.ssh import (
+    HostKeyMismatch,
+    SshConnectFailed,
+    SshError,
+    UnknownHostKey,
+    connect,
+    load_private_key,
+    parse_known_hosts,
+)
 
-class SshError(RuntimeError):
-    """Anything that went wrong reaching or using a host over SSH; `host` names it."""
-
-    def __init__(self, host: str, message: str) -> None:
-        super().__init__(message)
-        self.host = host
-
-
-class UnknownHostKey(SshError):
-    """The host is not in the block's known_hosts: nothing was sent to it."""
-
-
-class HostKeyMismatch(SshError):
-    """The host presented a different key than known_hosts holds (rebuilt, or intercepted)."""
-
-
-class SshConnectFailed(SshError):
-    """The host could not be reached or refused the login."""
+__all__ = ["HostKeyMismatch", "SshConnectFailed", "SshError", "SshIdentity", "UnknownHostKey"]
 
 
 class SshIdentity(Block):
@@ -79,43 +68,13 @@ class SshIdentity(Block):
 
     def host_keys(self) -> paramiko.HostKeys:
         """The trusted host keys parsed from `known_hosts` (hashed host names work too)."""
-        keys = paramiko.HostKeys()
-        for number, raw in enumerate(self.known_hosts.splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("@"):
-                # @cert-authority / @revoked markers: paramiko cannot honour them, and
-                # silently trusting a revoked key would be worse than refusing the host.
-                raise ValueError(f"known_hosts line {number}: markers ({line.split()[0]}) "
-                                 "are not supported; list the host keys themselves")  # fmt: skip
-            try:
-                entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno=number)
-            except paramiko.SSHException as error:
-                raise ValueError(f"known_hosts line {number} is not valid: {error}") from None
-            if entry is None:  # a key type paramiko does not know (e.g. DSA since paramiko 4)
-                continue
-            for hostname in entry.hostnames:
-                keys.add(hostname, entry.key.get_name(), entry.key)
-        return keys
+        return parse_known_hosts(self.known_hosts)
 
     def load_private_key(self) -> paramiko.PKey:
         """The private key as a paramiko key; errors never quote the key or passphrase."""
-        text = self.private_key.get_secret_value()
         password = self.passphrase.get_secret_value() if self.passphrase else None
-        for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
-            try:
-                return key_class.from_private_key(io.StringIO(text), password=password)
-            except paramiko.PasswordRequiredException:
-                raise ValueError(
-                    f"the private key of SSH identity {self.username!r} is encrypted: "
-                    "set the block's passphrase"
-                ) from None
-            except (paramiko.SSHException, ValueError, IndexError):
-                continue
-        raise ValueError(
-            f"the private key of SSH identity {self.username!r} is not an ed25519, ECDSA or "
-            "RSA key in OpenSSH/PEM format (or the passphrase is wrong)"
+        return load_private_key(
+            self.private_key.get_secret_value(), password, f"SSH identity {self.username!r}"
         )
 
     def connect(self, host: str, port: int | None = None) -> paramiko.SSHClient:
@@ -130,64 +89,8 @@ class SshIdentity(Block):
             HostKeyMismatch: `host` presented another key.
             SshConnectFailed: unreachable, timed out, or the login was refused.
         """
-        port = port or self.port
-        label = host if port == 22 else f"[{host}]:{port}"
-        client = paramiko.SSHClient()
-        trusted = self.host_keys()
-        for hostname in trusted:
-            for key_type, key in trusted[hostname].items():
-                client.get_host_keys().add(hostname, key_type, key)
-        client.set_missing_host_key_policy(_RefuseUnknownHost())
-        try:
-            client.connect(
-                host,
-                port=port,
-                username=self.username,
-                pkey=self.load_private_key(),
-                look_for_keys=False,
-                allow_agent=False,
-                timeout=self.connect_timeout,
-                banner_timeout=self.connect_timeout,
-                auth_timeout=self.connect_timeout,
-                channel_timeout=self.connect_timeout,
-            )
-        except paramiko.BadHostKeyException as error:
-            client.close()
-            raise HostKeyMismatch(
-                label,
-                f"host key of {label} does not match known_hosts: it presented "
-                f"{error.key.get_name()} {error.key.fingerprint}, known_hosts has "
-                f"{error.expected_key.get_name()} {error.expected_key.fingerprint}. Refusing to "
-                "connect: if the host was rebuilt, verify its new key and update the SSH block.",
-            ) from None
-        except UnknownHostKey:
-            client.close()
-            raise
-        except paramiko.AuthenticationException as error:
-            client.close()
-            raise SshConnectFailed(
-                label, f"login to {label} as {self.username!r} was refused: {error}"
-            ) from None
-        except (OSError, EOFError, paramiko.SSHException) as error:
-            # socket.timeout and NoValidConnectionsError are OSErrors
-            client.close()
-            reason = "timed out" if isinstance(error, socket.timeout) else str(error) or "failed"
-            raise SshConnectFailed(
-                label, f"cannot connect to {label}: {type(error).__name__}: {reason}"
-            ) from None
-        except BaseException:
-            client.close()
-            raise
-        return client
-
-
-class _RefuseUnknownHost(paramiko.RejectPolicy):
-    """RejectPolicy with an error that says which host and what to do about it."""
-
-    def missing_host_key(self, client, hostname, key):
-        raise UnknownHostKey(
-            hostname,
-            f"{hostname} is not in the SSH block's known_hosts (it presented "
-            f"{key.get_name()} {key.fingerprint}). Refusing to connect: verify the key out of "
-            "band and add its line to the block's known_hosts.",
-        )
+        return connect(
+            host, port or self.port, self.username, self.load_private_key(), self.host_keys(),
+            timeout=self.connect_timeout, known_hosts="the SSH block's known_hosts",
+            fix_changed="replace its line in the SSH block's known_hosts",
+        )  # fmt: skip

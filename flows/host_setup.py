@@ -15,18 +15,17 @@ A table artifact lists every step.
 
 from __future__ import annotations
 
-import posixpath
 import re
-from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field
 
 from blocks.database import MySqlDatabase
 from blocks.openstack import OpenStackCloud
 from blocks.ssh import SshIdentity
 from pipeline_config.render import OverrideSettings, render_override_cfg
+from remote.setup import PipelineSetup
 from tasks.host_setup import (
     StepResult,
     ensure_authorized_key,
@@ -88,51 +87,6 @@ class KeyDistribution(BaseModel):
     copy_key_pair: bool = Field(default=True, description="Also copy the pair to the node.")
     key_pair_directory: str = Field(default="~/.ssh")
     key_pair_name: str = Field(default="id_rsa", pattern=r"^[A-Za-z0-9._-]+$")
-
-
-class PipelineSetup(BaseModel):
-    """The pipeline's virtualenv on the node, laid out as remote-task does."""
-
-    enabled: bool = Field(default=True, description="Install or check the virtualenv.")
-    base_dir: str = Field(default="/var/lib/analytics-tasks")
-    remote_name: str = Field(
-        default="analyticstack", description="Directory under base_dir (remote-task's ID)."
-    )
-    source: Literal["project", "git"] = Field(
-        default="project", description="project: this project's source; git: repo + branch."
-    )
-    repo: str | None = Field(default=None, description="git source: repository URL.")
-    branch: str = Field(default="master", description="git source: branch.")
-    installer: Literal["pip", "uv"] = Field(default="pip", description="pip or uv on the node.")
-    python: str = Field(default="python3", description="Python the virtualenv is made with.")
-    install_options: list[str] = Field(
-        default=[], description="Extra installer options (e.g. an index URL, --offline)."
-    )
-    install_timeout_seconds: float = Field(default=1800, gt=0)
-
-    @field_validator("base_dir")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not posixpath.isabs(value) or posixpath.normpath(value) != value:
-            raise ValueError(f"base_dir {value!r}: expected an absolute, normalised path")
-        return value
-
-    @field_validator("remote_name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
-            raise ValueError(f"remote_name {value!r}: use letters, digits, '.', '_' and '-'")
-        return value
-
-    @model_validator(mode="after")
-    def _git_needs_a_repo(self) -> PipelineSetup:
-        if self.source == "git" and not self.repo:
-            raise ValueError("source 'git' needs the repository URL in repo")
-        return self
-
-    @property
-    def home(self) -> str:
-        return posixpath.join(self.base_dir, self.remote_name)
 
 
 class InsightsMigration(BaseModel):
@@ -214,13 +168,13 @@ def setup_analytics_host(
                 results.append(ensure_key_pair(identity, host, deploy, directory, name))
         if override is not None:
             text = render_override_cfg(override).encode()
-            path = posixpath.join(pipeline.home, "override.cfg")
+            path = pipeline.override_path
             results.append(ensure_remote_file(identity, host, path, text, 0o644, "override.cfg"))
         for path, block in (database_credentials or {}).items():
             database = MySqlDatabase.load(block)
             results.append(ensure_credentials_file(identity, host, path, database))
         if pipeline.enabled:
-            results.append(setup_pipeline_venv(identity, host, pipeline))
+            results.append(ensure_pipeline_venv(identity, host, pipeline))
         if insights.enabled:
             results.append(run_if_needed(
                 identity, host, "insights migration", insights.check_command, insights.command,
@@ -231,15 +185,6 @@ def setup_analytics_host(
     changed = sum(r.status == "changed" for r in results)
     logger.info("%s: %d steps, %d changed", server, len(results), changed)
     return [r.__dict__ for r in results]
-
-
-def setup_pipeline_venv(identity: SshIdentity, host: str, pipeline: PipelineSetup) -> StepResult:
-    """The venv step (shared with run-remote-pipeline's setup)."""
-    return ensure_pipeline_venv(
-        identity, host, pipeline.base_dir, pipeline.remote_name, pipeline.source,
-        pipeline.repo, pipeline.branch, pipeline.installer, pipeline.python,
-        list(pipeline.install_options), pipeline.install_timeout_seconds,
-    )  # fmt: skip
 
 
 def _targets(conn, server: str, access: HostAccess) -> list[tuple[str | None, str]]:

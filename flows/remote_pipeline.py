@@ -16,82 +16,30 @@ The seed's two remote-task calls are one run:
 
 from __future__ import annotations
 
-import datetime as dt
-import posixpath
 import re
-import shlex
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field, field_validator
 
 from blocks.ssh import SshIdentity
-from flows.host_setup import PipelineSetup, setup_pipeline_venv
 from pipeline_config.render import OverrideSettings, render_override_cfg
-from tasks.host_setup import ensure_remote_file
-from tasks.ssh import RemoteCommandFailed, check, execute, stream_command
+from remote.run import (
+    RemoteRun,
+    copy_override_on_node,
+    detached_log_file,
+    parse_task_line,
+    run_task,
+    start_task,
+    task_command,
+)
+from remote.setup import PipelineSetup
+from tasks.host_setup import ensure_pipeline_venv, ensure_remote_file
+from tasks.ssh import RemoteCommandFailed
+
+__all__ = ["RemoteRun", "parse_task_line", "run_remote_pipeline", "task_command"]
 
 FLOW_NAME = "run-remote-pipeline"
-_TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class RemoteRun(BaseModel):
-    """How the tasks run on the node (remote-task's options)."""
-
-    wait: bool = Field(
-        default=True, description="Run in the foreground, streaming the output (--wait)."
-    )
-    sudo_user: str | None = Field(
-        default="hadoop", description="Run as this user with sudo -Hu (None: the SSH login)."
-    )
-    log_dir: str = Field(
-        default="/var/log/analytics-tasks",
-        description="Detached runs log under <log_dir>/<remote-name>/.",
-    )
-    task_timeout_seconds: float = Field(default=86400, gt=0, description="Per task.")
-
-    @field_validator("sudo_user")
-    @classmethod
-    def _user(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_-]*", value):
-            raise ValueError(f"sudo_user {value!r} is not a user name")
-        return value
-
-
-def parse_task_line(line: str) -> list[str]:
-    """`TaskName --param value ...` as words; the first must be a task name.
-
-    Raises:
-        ValueError: naming the line (unbalanced quotes, no task name).
-    """
-    try:
-        words = shlex.split(line)
-    except ValueError as error:
-        raise ValueError(f"task line {line!r}: {error}") from None
-    if not words or not _TASK_NAME.fullmatch(words[0]):
-        raise ValueError(
-            f"task line {line!r}: expected a task name first, e.g. TotalEventsDailyTask"
-        )
-    return words
-
-
-def task_inner(words: list[str], home: str) -> str:
-    """`cd <home> && . <home>/venv/bin/activate && launch-task ...` (words quoted)."""
-    q = shlex.quote
-    venv = posixpath.join(home, "venv")
-    return f"cd {q(home)} && . {q(venv)}/bin/activate && " + shlex.join(["launch-task", *words])
-
-
-def task_command(words: list[str], home: str, sudo_user: str | None) -> str:
-    """The shell command that runs launch-task in `home` with its venv, maybe as `sudo_user`."""
-    return _as_user(task_inner(words, home), sudo_user)
-
-
-def _as_user(inner: str, sudo_user: str | None) -> str:
-    if sudo_user:
-        return f"sudo -n -Hu {shlex.quote(sudo_user)} bash -c {shlex.quote(inner)}"
-    return f"bash -c {shlex.quote(inner)}"
 
 
 @task(
@@ -106,14 +54,8 @@ def run_remote_task(
     """Run one pipeline task, streaming its output into the log; non-zero exit -> failed."""
     logger = get_run_logger()
     logger.info("%s: %s", host, command)
-    client = identity.connect(host)
-    try:
-        result = stream_command(
-            client, command, host=host, timeout=timeout,
-            on_line=lambda line: logger.info("%s | %s", host, line),
-        )  # fmt: skip
-    finally:
-        client.close()
+    result = run_task(identity, host, command, timeout,
+                      on_line=lambda line: logger.info("%s | %s", host, line))  # fmt: skip
     if not result.ok:
         raise RemoteCommandFailed(result)
     logger.info("%s: %s exited 0 after %.1fs", host, words[0], result.seconds)
@@ -125,24 +67,14 @@ def start_remote_task(
     identity: SshIdentity,
     host: str,
     words: list[str],
-    inner: str,
+    home: str,
     log_file: str,
     sudo_user: str | None,
 ) -> dict:
     """Start one task detached (nohup); returns its pid and log file."""
-    q = shlex.quote
-    detached = (
-        f"mkdir -p {q(posixpath.dirname(log_file))} && nohup bash -c {q(inner)} "
-        f"> {q(log_file)} 2>&1 < /dev/null & echo $!"
-    )
-    client = identity.connect(host)
-    try:
-        result = check(execute(client, _as_user(detached, sudo_user), host=host, timeout=60))
-    finally:
-        client.close()
-    pid = result.stdout.strip().splitlines()[-1]
+    pid = start_task(identity, host, words, home, sudo_user, log_file)
     get_run_logger().info("%s: started %s (pid %s), log %s", host, words[0], pid, log_file)
-    return {"task": words[0], "pid": int(pid), "log": log_file}
+    return {"task": words[0], "pid": pid, "log": log_file}
 
 
 @flow(name=FLOW_NAME)
@@ -180,34 +112,24 @@ def run_remote_pipeline(
         raise ValueError("give override_config or override_config_path, not both")
     identity = SshIdentity.load(ssh_block)
     home = setup.home
-    override = posixpath.join(home, "override.cfg")
     if not skip_setup:
-        setup_pipeline_venv(identity, host, setup)
+        ensure_pipeline_venv(identity, host, setup)
     if override_config is not None:
         text = render_override_cfg(override_config).encode()
-        ensure_remote_file(identity, host, override, text, 0o644, "override.cfg")
+        ensure_remote_file(identity, host, setup.override_path, text, 0o644, "override.cfg")
     elif override_config_path:
-        q = shlex.quote
-        copy = (
-            f"mkdir -p {q(home)} && (cmp -s {q(override_config_path)} {q(override)} || "
-            f"cp {q(override_config_path)} {q(override)})"
-        )
-        check(execute_once(identity, host, copy))
+        copy_override_on_node(identity, host, setup, override_config_path)
     rows: list[dict] = []
     try:
         for words in parsed:
             if run.wait:
-                command = task_command(words, home, run.sudo_user)
+                command = task_command(words, home, run.sudo_user, identity.username)
                 rows.append(
                     run_remote_task(identity, host, words, command, run.task_timeout_seconds)
                 )
             else:
-                stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-                log_file = posixpath.join(run.log_dir, setup.remote_name, f"{words[0]}-{stamp}.log")
-                inner = task_inner(words, home)
-                rows.append(
-                    start_remote_task(identity, host, words, inner, log_file, run.sudo_user)
-                )
+                log_file = detached_log_file(run.log_dir, setup.remote_name, words[0])
+                rows.append(start_remote_task(identity, host, words, home, log_file, run.sudo_user))
     except BaseException as error:
         if len(rows) < len(parsed):
             failed = parsed[len(rows)][0]
@@ -222,11 +144,3 @@ def run_remote_pipeline(
         )
     logger.info("%s: %d tasks %s", host, len(rows), "done" if run.wait else "started")
     return rows
-
-
-def execute_once(identity: SshIdentity, host: str, command: str):
-    client = identity.connect(host)
-    try:
-        return execute(client, command, host=host, timeout=identity.command_timeout)
-    finally:
-        client.close()

@@ -29,7 +29,7 @@ from typing import Literal
 
 import paramiko
 
-from blocks.ssh import HostKeyMismatch, SshConnectFailed, SshError
+from remote.ssh import HostKeyMismatch, SshConnectFailed, SshError, known_hosts_label
 
 _FINGERPRINT_LINE = re.compile(
     r"(?P<bits>\d+)\s+(?P<fp>(?:SHA256:[A-Za-z0-9+/]+=*)|(?:(?:MD5:)?(?:[0-9a-f]{2}:){15}[0-9a-f]{2}))"
@@ -111,10 +111,6 @@ def sha256_fingerprint(key: paramiko.PKey) -> str:
 
 def md5_fingerprint(key: paramiko.PKey) -> str:
     return "MD5:" + ":".join(f"{b:02x}" for b in hashlib.md5(key.asbytes()).digest())  # noqa: S324
-
-
-def known_hosts_label(address: str, port: int) -> str:
-    return address if port == 22 else f"[{address}]:{port}"
 
 
 def fetch_host_key(address: str, port: int = 22, timeout: float = 15) -> paramiko.PKey:

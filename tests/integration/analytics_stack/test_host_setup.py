@@ -26,8 +26,8 @@ from flows.host_setup import (
     PipelineSetup,
     setup_analytics_host,
 )
+from remote.setup import PROJECT_ROOT, project_source_files
 from tasks.host_keys import HostKeyNotVerified
-from tasks.host_setup import PROJECT_ROOT, project_source_files
 from tests.bed.sshd import SshHost, generate_ed25519_key
 from tests.fakes.openstack.console import console_log as cloud_init_console
 from tests.fakes.openstack.console import fingerprint_of

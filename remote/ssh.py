@@ -1,0 +1,494 @@
+"""SSH without Prefect: verified connections, the command pumps and SFTP files.
+
+Shared by the Prefect blocks and tasks (`blocks.ssh`, `tasks.ssh`) and by the `remote-task`
+command line, which runs without Prefect. Host keys are always verified against a known_hosts
+text (hashed names and `[host]:port` entries work): an unknown host or a changed key is refused
+with its SHA256 fingerprint and how to check it, before anything is authenticated or run
+(never paramiko's AutoAddPolicy, never `StrictHostKeyChecking no`).
+
+Results come back as plain data (`CommandResult`). Every failure raises an `SshError` naming the
+host and the command: a non-zero exit status (`RemoteCommandFailed`), a connection that ended
+without an exit status, e.g. cut mid-command (`ConnectionLost`), or a command that outlived its
+own timeout (`RemoteCommandTimeout`).
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import posixpath
+import select
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import paramiko
+
+#: How much of a failed command's stderr/stdout an error message quotes.
+OUTPUT_TAIL_CHARS = 1500
+#: After the exit status, how long to wait for the end of the output.
+EOF_GRACE_SECONDS = 2.0
+
+
+class SshError(RuntimeError):
+    """Anything that went wrong reaching or using a host over SSH; `host` names it."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(message)
+        self.host = host
+
+
+class UnknownHostKey(SshError):
+    """The host is not in the trusted known_hosts: nothing was sent to it."""
+
+
+class HostKeyMismatch(SshError):
+    """The host presented a different key than known_hosts holds (rebuilt, or intercepted)."""
+
+
+class SshConnectFailed(SshError):
+    """The host could not be reached or refused the login."""
+
+
+class Connector(Protocol):
+    """What the shared remote steps need: a verified, logged-in connection per call."""
+
+    username: str
+    command_timeout: float
+
+    def connect(self, host: str, port: int | None = None) -> paramiko.SSHClient: ...
+
+
+# -- host keys and logging in ----------------------------------------------------------------------
+
+
+def known_hosts_label(address: str, port: int) -> str:
+    """The host field of known_hosts: `address`, or `[address]:port` unless port 22."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def parse_known_hosts(text: str) -> paramiko.HostKeys:
+    """The host keys of a known_hosts text (OpenSSH's format, hashed host names too).
+
+    Raises:
+        ValueError: naming the line, for a malformed line or a marker (@cert-authority,
+            @revoked): paramiko cannot honour them, and silently trusting a revoked key
+            would be worse than refusing the host.
+    """
+    keys = paramiko.HostKeys()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            raise ValueError(f"known_hosts line {number}: markers ({line.split()[0]}) "
+                             "are not supported; list the host keys themselves")  # fmt: skip
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno=number)
+        except paramiko.SSHException as error:
+            raise ValueError(f"known_hosts line {number} is not valid: {error}") from None
+        if entry is None:  # a key type paramiko does not know (e.g. DSA since paramiko 4)
+            continue
+        for hostname in entry.hostnames:
+            keys.add(hostname, entry.key.get_name(), entry.key)
+    return keys
+
+
+def load_private_key(text: str, passphrase: str | None, owner: str) -> paramiko.PKey:
+    """`text` (OpenSSH or PEM: ed25519, ECDSA, RSA) as a paramiko key; errors never quote it.
+
+    Args:
+        owner: Names the key in errors, e.g. "SSH identity 'ubuntu'" or a file name.
+    """
+    for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return key_class.from_private_key(io.StringIO(text), password=passphrase)
+        except paramiko.PasswordRequiredException:
+            raise ValueError(f"the private key of {owner} is encrypted: give its passphrase") \
+                from None  # fmt: skip
+        except (paramiko.SSHException, ValueError, IndexError):
+            continue
+    raise ValueError(
+        f"the private key of {owner} is not an ed25519, ECDSA or RSA key in OpenSSH/PEM "
+        "format (or the passphrase is wrong)"
+    )
+
+
+def how_to_verify(address: str, port: int) -> str:
+    """The out-of-band check an operator does before trusting a host key."""
+    return (
+        f"compare `ssh-keyscan -p {port} {address} | ssh-keygen -lf -` with the fingerprints "
+        "the server itself shows (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its "
+        "console, or cloud-init's lines in its console log)"
+    )
+
+
+def connect(
+    host: str,
+    port: int,
+    username: str,
+    pkey: paramiko.PKey | None,
+    trusted: paramiko.HostKeys,
+    *,
+    timeout: float,
+    known_hosts: str,
+    fix_changed: str,
+) -> paramiko.SSHClient:
+    """A logged-in paramiko client for `host`, whose key must be in `trusted`.
+
+    The key is checked right after the key exchange, before authentication: a refused host
+    never sees a login attempt nor a command.
+
+    Args:
+        pkey: The login key; None: the SSH agent and ~/.ssh/id_* (as `ssh` does).
+        known_hosts: Where the trusted keys come from, for messages ("/root/.ssh/known_hosts").
+        fix_changed: What to do about a changed key once it is verified, for messages.
+
+    Raises:
+        UnknownHostKey: `host` is not in `trusted` (the message has its SHA256 fingerprint).
+        HostKeyMismatch: `host` presented another key.
+        SshConnectFailed: unreachable, timed out, or the login was refused.
+    """
+    label = known_hosts_label(host, port)
+    client = paramiko.SSHClient()
+    for hostname in trusted:
+        for key_type, key in trusted[hostname].items():
+            client.get_host_keys().add(hostname, key_type, key)
+    client.set_missing_host_key_policy(_RefuseUnknownHost(known_hosts, port))
+    try:
+        client.connect(
+            host,
+            port=port,
+            username=username,
+            pkey=pkey,
+            look_for_keys=pkey is None,
+            allow_agent=pkey is None,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            channel_timeout=timeout,
+        )
+    except paramiko.BadHostKeyException as error:
+        client.close()
+        raise HostKeyMismatch(
+            label,
+            f"host key of {label} does not match known_hosts ({known_hosts}): it presented "
+            f"{error.key.get_name()} {error.key.fingerprint}, known_hosts has "
+            f"{error.expected_key.get_name()} {error.expected_key.fingerprint}. Refusing to "
+            f"connect: if the host was rebuilt, {how_to_verify(host, port)}, then "
+            f"{fix_changed}.",
+        ) from None
+    except UnknownHostKey:
+        client.close()
+        raise
+    except paramiko.AuthenticationException as error:
+        client.close()
+        raise SshConnectFailed(
+            label, f"login to {label} as {username!r} was refused: {error}"
+        ) from None
+    except (OSError, EOFError, paramiko.SSHException) as error:
+        # socket.timeout and NoValidConnectionsError are OSErrors
+        client.close()
+        reason = "timed out" if isinstance(error, socket.timeout) else str(error) or "failed"
+        raise SshConnectFailed(
+            label, f"cannot connect to {label}: {type(error).__name__}: {reason}"
+        ) from None
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+class _RefuseUnknownHost(paramiko.RejectPolicy):
+    """RejectPolicy with an error that says which host, its fingerprint and what to do."""
+
+    def __init__(self, known_hosts: str, port: int) -> None:
+        self.known_hosts = known_hosts
+        self.port = port
+
+    def missing_host_key(self, client, hostname, key):
+        address = hostname[1:].rsplit("]:", 1)[0] if hostname.startswith("[") else hostname
+        raise UnknownHostKey(
+            hostname,
+            f"{hostname} is not in known_hosts ({self.known_hosts}); it presented "
+            f"{key.get_name()} {key.fingerprint}. Refusing to connect: "
+            f"{how_to_verify(address, self.port)}; if they match, add its line "
+            f"(`ssh-keyscan -p {self.port} {address}`) to {self.known_hosts}.",
+        )
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a remote command returned."""
+
+    host: str
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+class RemoteCommandFailed(SshError):
+    """The command ran and exited non-zero."""
+
+    def __init__(self, result: CommandResult) -> None:
+        output = output_tail(result.stderr) or output_tail(result.stdout) or "(no output)"
+        super().__init__(
+            result.host,
+            f"`{result.command}` on {result.host} failed with exit status "
+            f"{result.exit_status}: {output}",
+        )
+        self.result = result
+
+
+class ConnectionLost(SshError):
+    """The connection ended before the command reported an exit status; it may still run."""
+
+
+class RemoteCommandTimeout(SshError):
+    """The command did not finish within its timeout; the channel was closed."""
+
+
+def _start(
+    client: paramiko.SSHClient, command: str, *, host: str, timeout: float, merged: bool = False
+) -> tuple[paramiko.Transport, paramiko.Channel]:
+    """A channel running `command` (stderr merged into stdout when `merged`), stdin closed."""
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise ConnectionLost(host, f"connection to {host} is closed; `{command}` was not run")
+    try:
+        channel = transport.open_session(timeout=min(timeout, 30))
+        channel.set_combine_stderr(merged)
+        channel.exec_command(command)
+        channel.shutdown_write()  # no stdin: commands waiting for input get EOF, not a hang
+    except (paramiko.SSHException, EOFError, OSError) as error:
+        raise ConnectionLost(host, f"connection to {host} failed starting `{command}`: "
+                                   f"{type(error).__name__}: {error}") from None  # fmt: skip
+    return transport, channel
+
+
+def _lost(host: str, command: str, output: str) -> ConnectionLost:
+    return ConnectionLost(
+        host,
+        f"connection to {host} was lost while running `{command}` (no exit status; the "
+        f"command may have been killed or may still be running): {output_tail(output)}",
+    )
+
+
+def execute(
+    client: paramiko.SSHClient, command: str, *, host: str, timeout: float
+) -> CommandResult:
+    """Run `command` on an open connection and collect its output, within `timeout` seconds.
+
+    A non-zero exit status is returned, not raised (see `check`). Raises `ConnectionLost` when the
+    channel closes without an exit status (paramiko's -1), `RemoteCommandTimeout` when the
+    deadline passes. The deadline is our own: a Prefect timeout cannot interrupt a blocked read.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    transport, channel = _start(client, command, host=host, timeout=timeout)
+    stdout, stderr = bytearray(), bytearray()
+    exited_at = None
+    try:
+        while True:
+            while channel.recv_ready():
+                stdout += channel.recv(65536)
+            while channel.recv_stderr_ready():
+                stderr += channel.recv_stderr(65536)
+            if channel.closed or not transport.is_active():
+                break
+            if channel.exit_status_ready():
+                # sshd may report the exit before it has forwarded all output: read on until
+                # EOF, but not forever (a daemon the command started may hold the pipe open)
+                exited_at = exited_at or time.monotonic()
+                if channel.eof_received or time.monotonic() - exited_at > EOF_GRACE_SECONDS:
+                    break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RemoteCommandTimeout(
+                    host, f"`{command}` on {host} did not finish within {timeout:g}s"
+                )
+            # the channel's fd becomes readable on stdout data or close; stderr and the exit
+            # status do not wake it, hence the short cap
+            select.select([channel], [], [], min(remaining, 0.05))
+        while channel.recv_ready():  # what arrived with the EOF or the close
+            stdout += channel.recv(65536)
+        while channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(65536)
+        exit_status = channel.exit_status if channel.exit_status_ready() else -1
+    finally:
+        channel.close()
+    result = CommandResult(
+        host=host,
+        command=command,
+        exit_status=exit_status,
+        stdout=stdout.decode(errors="replace"),
+        stderr=stderr.decode(errors="replace"),
+        seconds=time.monotonic() - started,
+    )
+    if exit_status == -1:
+        raise _lost(host, command, result.stderr)
+    return result
+
+
+def check(result: CommandResult) -> CommandResult:
+    """`result` unchanged if the command succeeded; `RemoteCommandFailed` otherwise."""
+    if not result.ok:
+        raise RemoteCommandFailed(result)
+    return result
+
+
+def run_command(
+    connector: Connector,
+    host: str,
+    command: str,
+    *,
+    timeout: float | None = None,
+    expect_success: bool = True,
+) -> CommandResult:
+    """Connect to `host`, run one command, disconnect.
+
+    A fresh connection per command means a cut connection costs one command, never the next:
+    the restart after a failed backup always gets a new session.
+    """
+    client = connector.connect(host)
+    try:
+        result = execute(client, command, host=host, timeout=timeout or connector.command_timeout)
+    finally:
+        client.close()
+    return check(result) if expect_success else result
+
+
+def output_tail(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= OUTPUT_TAIL_CHARS else "..." + text[-OUTPUT_TAIL_CHARS:]
+
+
+# -- files over SFTP and streamed commands ----------------------------------------------------
+
+
+def remote_path(sftp: paramiko.SFTPClient, path: str) -> str:
+    """`path` with a leading `~/` made absolute (SFTP starts in the login's home directory)."""
+    if path == "~" or path.startswith("~/"):
+        return sftp.normalize(".").rstrip("/") + path[1:]
+    return path
+
+
+def read_remote_file(sftp: paramiko.SFTPClient, path: str) -> bytes | None:
+    """The file's content, or None when it does not exist."""
+    try:
+        with sftp.open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_remote_file(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: int) -> None:
+    """Write `data` to `path` atomically (a temporary file with `mode` from the start, renamed
+    over the target), so a reader never sees half a file nor a secret with loose permissions."""
+    directory = posixpath.dirname(path) or "."
+    temporary = posixpath.join(directory, f".{posixpath.basename(path)}.{os.getpid()}.tmp")
+    handle = sftp.open(temporary, "wb")
+    try:
+        sftp.chmod(temporary, mode)
+        handle.write(data)
+    finally:
+        handle.close()
+    try:
+        sftp.posix_rename(temporary, path)
+    except OSError:
+        sftp.remove(temporary)
+        raise
+
+
+def stream_command(
+    client: paramiko.SSHClient,
+    command: str,
+    *,
+    host: str,
+    timeout: float,
+    on_line: Callable[[str], None],
+    tail_lines: int = 40,
+) -> CommandResult:
+    """Run `command`, calling `on_line` with each line of its output (stdout and stderr merged,
+    in order) as it arrives. Returns the exit status and the last `tail_lines` lines as stdout.
+
+    Raises `ConnectionLost` (no exit status) and `RemoteCommandTimeout` like `execute`.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    transport, channel = _start(client, command, host=host, timeout=timeout, merged=True)
+    pending = b""
+    exited_at = None
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+
+    def emit(raw: bytes) -> None:
+        line = raw.decode(errors="replace").rstrip("\r")
+        tail.append(line)
+        on_line(line)
+
+    try:
+        while True:
+            if channel.recv_ready():
+                pending += channel.recv(65536)
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    emit(raw)
+                continue
+            if channel.closed or not transport.is_active() or channel.eof_received:
+                break
+            if channel.exit_status_ready():  # a daemon it started may hold the output open
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > EOF_GRACE_SECONDS:
+                    break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RemoteCommandTimeout(
+                    host, f"`{command}` on {host} did not finish within {timeout:g}s"
+                )
+            select.select([channel], [], [], min(remaining, 0.2))
+        while channel.recv_ready():
+            pending += channel.recv(65536)
+        *lines, pending = pending.split(b"\n")
+        for raw in [*lines, pending] if pending else lines:
+            emit(raw)
+        # the exit status follows EOF closely; wait for it a little, never forever
+        grace = time.monotonic() + EOF_GRACE_SECONDS
+        while not channel.exit_status_ready() and transport.is_active():
+            if time.monotonic() > grace:
+                break
+            time.sleep(0.01)
+        exit_status = channel.exit_status if channel.exit_status_ready() else -1
+    finally:
+        channel.close()
+    result = CommandResult(
+        host, command, exit_status, "\n".join(tail), "", time.monotonic() - started
+    )
+    if exit_status == -1:
+        raise _lost(host, command, result.stdout)
+    return result
+
+
+def open_sftp(connector: Connector, host: str) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
+    """A connection and its SFTP session (its reads time out after `command_timeout`)."""
+    client = connector.connect(host)
+    try:
+        sftp = client.open_sftp()
+        channel = sftp.get_channel()
+        if channel is not None:
+            channel.settimeout(connector.command_timeout)
+    except BaseException:
+        client.close()
+        raise
+    return client, sftp

@@ -124,9 +124,7 @@ def test_a_missed_night_run_later_fills_its_days_in(tmp_path, monkeypatch, all_l
     # the second night's run never happened; the third finds two new days of logs
     site_with_days(site, all_logs, ["20160301", "20160302", "20160303"])
     third, csv_text, _ = night(site, monkeypatch, NIGHTS[2])
-    scratch = site_with_days(
-        tmp_path / "scratch", all_logs, ["20160301", "20160302", "20160303"]
-    )
+    scratch = site_with_days(tmp_path / "scratch", all_logs, ["20160301", "20160302", "20160303"])
     expected, expected_csv, _ = night(scratch, monkeypatch, NIGHTS[2], 10)
     assert csv_text == expected_csv
     assert third["events_per_day"] == expected["events_per_day"]
@@ -138,4 +136,3 @@ def test_a_missed_night_run_later_fills_its_days_in(tmp_path, monkeypatch, all_l
     # 2016-03-02 had no partition: its logs are read with the last day's for the counts
     # (the enrollment chain re-reads its own overwrite_n_days window only, as upstream's)
     assert third["lines_read"] == (2 + 1) * LINES_PER_DAY
-

@@ -5,6 +5,10 @@
 3. keep a file when the first pattern that matches its full path (``re.match``: anchored at the
    start only) has a ``date`` group inside the widened interval, or a ``timestamp`` group (Unix
    seconds, UTC) inside it, or neither group. Files no pattern matches are left out.
+
+Entries that are not regular files (broken links, FIFOs, sockets) are never read: skipped and
+counted, or an error naming them when a pattern selects them. :meth:`Selection.check` turns a
+missing source, or an interval without any file, into :class:`MissingInputError`.
 """
 
 from __future__ import annotations

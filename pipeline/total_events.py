@@ -38,8 +38,9 @@ from pipeline.extraction import count_file
 PART_FILE = "part-00000"
 SUCCESS_MARKER = "_SUCCESS"
 WAREHOUSE_COUNTS = "total_events_daily"
-# Partition files are tiny: on S3 reading them is all round trips, so several at a time.
-READ_THREADS = 16
+# Partition files are tiny: on S3 reading and writing them is all round trips, so several at
+# a time (a first run from a distant interval_start writes thousands).
+PARTITION_THREADS = 16
 
 
 def merge_counts(results, interval) -> tuple[dict[str, int], dict[str, int], int, int]:
@@ -287,10 +288,7 @@ class TotalEventsReportWorkflow(EventCountingMixin, WarehouseMixin, TotalEventsR
         if window is not None:
             totals, discards, lines, nfiles = self.count_events(window)
             # Only after every file was read: a failure leaves the old partitions intact.
-            for day in window.dates():
-                with fs.atomic_write(day_partition(self.warehouse_path, day.isoformat())) as out:
-                    if totals.get(day.isoformat()):
-                        out.write(f"{day.isoformat()}\t{totals[day.isoformat()]}\n")
+            write_partitions(self.warehouse_path, window, totals)
         per_day = read_partitions(list_day_partitions(self.warehouse_path), self.interval)
         report, marker = self.output()
         fs.remove(marker.url)  # outputs change: not complete until all are rewritten
@@ -308,12 +306,24 @@ class TotalEventsReportWorkflow(EventCountingMixin, WarehouseMixin, TotalEventsR
         )
 
 
+def write_partitions(warehouse: str, interval, totals: dict[str, int]) -> None:
+    """One partition per day of ``interval`` (empty without events), each written atomically."""
+
+    def write(day: str) -> None:
+        with fs.atomic_write(day_partition(warehouse, day)) as out:
+            if totals.get(day):
+                out.write(f"{day}\t{totals[day]}\n")
+
+    with ThreadPoolExecutor(PARTITION_THREADS) as pool:
+        list(pool.map(write, [day.isoformat() for day in interval.dates()]))
+
+
 def read_partitions(partitions: dict[str, tuple[str, int]], interval) -> dict[str, int]:
     """Events per day of ``interval`` from its day partitions (empty ones are not read)."""
     wanted = [partitions[d.isoformat()][0] for d in interval.dates()
               if partitions.get(d.isoformat(), ("", 0))[1]]  # fmt: skip
     totals: dict[str, int] = {}
-    with ThreadPoolExecutor(READ_THREADS) as pool:
+    with ThreadPoolExecutor(PARTITION_THREADS) as pool:
         for url, text in zip(wanted, pool.map(fs.read_text, wanted), strict=True):
             totals.update(parse_counts(url, text))
     return totals

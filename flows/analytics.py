@@ -1,9 +1,14 @@
 """The analytics pipeline's daily import as a Prefect flow: ``analytics-import``.
 
 The story: check the parameters, point the pipeline at the logs and databases, count events per
-day (TotalEventsReportWorkflow: counts and the CSV report), import enrollments
-(ImportEnrollmentsIntoMysql: six tables in the result database), then publish what happened:
-events per day, enrollments per course, lines discarded and why.
+day (TotalEventsReportWorkflow: day partitions in the warehouse, the counts and the CSV report),
+import enrollments (ImportEnrollmentsIntoMysql: six tables in the result database), then
+publish what happened: events per day (read back from the CSV, so the artifact and the returned
+summary show what the report says), enrollments per course, lines read and discarded and why.
+
+Night after night into the same outputs, only the last ``overwrite_n_days`` days (and days
+never counted) are read from the logs; re-running a night reads nothing. Only outages are
+retried: missing logs, a missing database file or bad settings fail at once.
 
 Run it on generated sample logs with embedded defaults (SQLite, local files):
 
@@ -33,7 +38,7 @@ from pydantic import BaseModel, Field
 from pipeline import config, engine, fs, report
 from pipeline.database import Database, settings_from
 from pipeline.enrollment_loads import ImportEnrollmentsIntoMysql
-from pipeline.total_events import TotalEventsReportWorkflow
+from pipeline.total_events import WAREHOUSE_COUNTS, TotalEventsReportWorkflow, read_report
 from tasks.pipeline import run_pipeline_task
 
 DEFAULT_PATTERNS = [r".*tracking.log-(?P<date>\d{8}).*\.gz", r".*tracking.log-(?P<date>\d{8})$"]
@@ -55,6 +60,11 @@ class LogSelection(BaseModel):
     )
     expand_interval: str = Field(
         default="2 days", description="How far beyond the interval to look for its events."
+    )
+    allow_empty: bool = Field(
+        default=False,
+        description="Accept an interval for which no log file is selected (a site without "
+        "traffic); otherwise that fails the run, as a missing source always does.",
     )
 
 
@@ -176,7 +186,12 @@ def analytics_import(
     overwrite_n_days: int = Field(default=3, ge=0, description="Days re-read from raw logs."),
     import_enrollments: bool = True,
     processes: int = Field(default=0, ge=0, description="Worker processes; 0 = every core."),
-    retries: int = Field(default=2, ge=0, le=10, description="Retries of a failed pipeline step."),
+    retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a pipeline step that failed on an outage."
+    ),
+    retry_delay_seconds: int = Field(
+        default=60, ge=0, le=3600, description="Seconds between those retries."
+    ),
     course_catalog: CourseCatalog = CourseCatalog(),
 ) -> dict:
     """Count events per day and import enrollments into the result database.
@@ -189,8 +204,10 @@ def analytics_import(
         overwrite_n_days: The last days of the interval to extract again from raw logs.
         import_enrollments: Also run the enrollment chain (ImportEnrollmentsIntoMysql).
         processes: Worker processes for reading logs; 0 = every core.
-        retries: How often a failed pipeline step is retried (a minute apart); completed
-            work is never redone.
+        retries: How often a pipeline step that failed on an outage (database or S3
+            unreachable) is retried; other errors are not retried. Completed work is never
+            redone.
+        retry_delay_seconds: Seconds between those retries.
         course_catalog: Catalog fields of course_meta_summary_enrollment (discovery API or file).
     """
     logger = get_run_logger()
@@ -216,21 +233,24 @@ def analytics_import(
                     **catalog_settings(course_catalog),
                 }
             )
-            selection = {"source": logs.sources, "pattern": logs.patterns}
+            selection = {
+                "source": logs.sources,
+                "pattern": logs.patterns,
+                "allow_empty": logs.allow_empty,
+                "overwrite_n_days": overwrite_n_days,
+            }
             counts = fs.join(outputs.report_dir, "total_events_counts") + "/"
             csv_report = fs.join(outputs.report_dir, "total_events.csv")
-            run_step = run_pipeline_task.with_options(retries=retries)
+            run_step = run_pipeline_task.with_options(
+                retries=retries, retry_delay_seconds=retry_delay_seconds
+            )
             run_step(
                 TotalEventsReportWorkflow(
                     interval=parsed, counts=counts, report=csv_report, **selection
                 )
             )
             if import_enrollments:
-                run_step(
-                    ImportEnrollmentsIntoMysql(
-                        interval=parsed, overwrite_n_days=overwrite_n_days, **selection
-                    )
-                )
+                run_step(ImportEnrollmentsIntoMysql(interval=parsed, **selection))
             enrollments = (
                 enrollments_per_course(databases["database-export"], parsed)
                 if import_enrollments
@@ -262,10 +282,8 @@ def enrollments_per_course(export: dict, interval) -> list[dict]:
     return [{"course_id": c, "date": last, "enrolled": n, "ever_enrolled": t} for c, n, t in rows]
 
 
-def read_events_per_day(counts: str) -> list[dict]:
-    from pipeline.total_events import read_counts
-
-    totals = read_counts(counts)
+def read_events_per_day(csv_report: str) -> list[dict]:
+    totals = read_report(csv_report)
     return [{"date": day, "events": totals[day]} for day in sorted(totals)]
 
 
@@ -277,7 +295,7 @@ def publish(
     enrollments: list[dict],
     counts: str,
 ) -> dict:
-    per_day = read_events_per_day(counts)
+    per_day = read_events_per_day(csv_report)
     create_table_artifact(
         key="events-per-day",
         table=per_day or [{"date": "-", "events": 0}],
@@ -304,7 +322,8 @@ def publish(
     create_markdown_artifact(
         key="analytics-import-outputs",
         markdown=f"# analytics-import {interval}\n\n- report: `{csv_report}`\n- daily counts: "
-        f"`{counts}`\n- warehouse: `{outputs.warehouse}`\n- result database: `{database}`\n\n"
+        f"`{counts}` (day partitions: `{fs.join(outputs.warehouse, WAREHOUSE_COUNTS)}/`)\n"
+        f"- warehouse: `{outputs.warehouse}`\n- result database: `{database}`\n\n"
         f"```\n{report.format_summary(records)}\n```\n",
     )
     return {
@@ -314,7 +333,12 @@ def publish(
         "events": sum(row["events"] for row in per_day),
         "events_per_day": per_day,
         "enrollments": enrollments,
+        # what this run read from the logs: 0 when everything was already complete
+        "lines_read": sum(rec.get("lines", 0) for rec in records),
         "discards": discards,
+        "skipped_entries": {
+            rec["task"]: rec["skipped_entries"] for rec in records if rec.get("skipped_entries")
+        },
     }
 
 

@@ -13,7 +13,7 @@ import warnings
 
 import luigi
 
-from pipeline import engine, fs, report, selection
+from pipeline import engine, errors, fs, report, selection
 from pipeline.reader import DEFAULT_MAX_LINE_BYTES
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings(
     "ignore", message="The use of the configuration", category=DeprecationWarning
 )
+
+
+@luigi.Task.event_handler(luigi.Event.FAILURE)
+def _record_failure(task: luigi.Task, exception: BaseException) -> None:
+    # Runs in the process that ran the task (a child with luigi --workers N): the report
+    # directory carries the cause to launch-task's summary.
+    report.record_failure(task.task_id, task.task_family, errors.describe(exception))
 
 
 class UrlTarget(luigi.Target):
@@ -58,18 +65,33 @@ class EventLogSelectionMixin:
     date_pattern = luigi.Parameter(
         default="%Y%m%d", description="strptime format of the pattern's date group."
     )
+    allow_empty = luigi.BoolParameter(
+        config_path={"section": "event-logs", "name": "allow_empty"},
+        default=False,
+        significant=False,
+        description="Accept an interval for which no log file is selected (else an error).",
+    )
+
+    #: the last selection made (its skipped entries go into the run's record)
+    input_selection: selection.Selection | None = None
 
     def selected_files(self, interval) -> list[selection.SelectedFile]:
-        files = selection.select_files(
+        """The files to read for ``interval``; a missing source, or no file at all (unless
+        ``allow_empty``), raises :class:`selection.MissingInputError` before anything is
+        written, so nothing is marked complete."""
+        chosen = selection.select_files(
             self.source,
             self.pattern,
             interval.date_a,
             interval.date_b,
             self.expand_interval,
             self.date_pattern,
-        )
-        log.info("%s: %d input files for %s", self.task_family, len(files), interval)
-        return files
+        ).check(self.allow_empty)
+        self.input_selection = chosen
+        skipped = ", ".join(f"{n} {kind}" for kind, n in sorted(chosen.skipped.items()))
+        log.info("%s: %d input files for %s%s", self.task_family, len(chosen.files), interval,
+                 f" (skipped, not regular files: {skipped})" if skipped else "")  # fmt: skip
+        return chosen.files
 
 
 class EngineMixin:
@@ -132,6 +154,10 @@ class WarehouseMixin:
 class ReportingMixin:
     """Records what a task read and discarded, for the end-of-run summary."""
 
+    def _skipped_entries(self) -> dict:
+        chosen = getattr(self, "input_selection", None)
+        return {"skipped_entries": dict(sorted(chosen.skipped.items()))} if chosen else {}
+
     def record_run(self, started: float, files: int, lines: int, discards: dict[str, int], **extra):
         seconds = time.monotonic() - started
         kept = {k: v for k, v in sorted(discards.items()) if v}
@@ -152,6 +178,7 @@ class ReportingMixin:
                 "lines": lines,
                 "seconds": round(seconds, 3),
                 "discards": kept,
+                **self._skipped_entries(),
                 **extra,
             },
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from typing import IO, BinaryIO
@@ -64,10 +65,27 @@ def s3_client():
 
 
 def list_files(root: str, include_empty_keys: bool = False) -> Iterator[tuple[str, int]]:
-    """Yield ``(url, size)`` for every file under ``root`` recursively, in sorted order.
+    """Yield ``(url, size)`` for every regular file under ``root`` recursively, in sorted order.
 
     On S3, zero-byte keys (directory markers) are skipped unless ``include_empty_keys``. A local
-    ``root`` that is a file yields itself. A missing root yields nothing.
+    ``root`` that is a file yields itself. A missing root yields nothing. Entries that are not
+    regular files (broken links, FIFOs, sockets) are left out: see :func:`list_entries`.
+    """
+    for url, size, kind in list_entries(root, include_empty_keys):
+        if kind == REGULAR:
+            yield url, size
+
+
+REGULAR = "regular file"
+
+
+def list_entries(root: str, include_empty_keys: bool = False) -> Iterator[tuple[str, int, str]]:
+    """Like :func:`list_files`, but every entry, as ``(url, size, kind)``.
+
+    ``kind`` is :data:`REGULAR`, or what else a local entry is ("broken symbolic link", "FIFO",
+    "socket", "character device", "block device"): such entries cannot be read as logs, and
+    opening a FIFO would block forever. Symbolic links to regular files are regular files.
+    A directory that cannot be listed raises :class:`StorageError` naming it.
     """
     root = check_supported(root)
     if is_s3(root):
@@ -76,18 +94,66 @@ def list_files(root: str, include_empty_keys: bool = False) -> Iterator[tuple[st
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 if obj["Size"] > 0 or include_empty_keys:
-                    yield f"{S3_PREFIX}{bucket}/{obj['Key']}", obj["Size"]
+                    yield f"{S3_PREFIX}{bucket}/{obj['Key']}", obj["Size"], REGULAR
         return
-    if os.path.isfile(root):
-        yield root, os.path.getsize(root)
+    if not os.path.isdir(root):
+        if os.path.lexists(root):
+            yield (root, *_local_kind(root))
         return
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            found.append((path, os.path.getsize(path)))
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    else:
+                        found.append((entry.path, *_local_kind(entry.path)))
+        except OSError as exc:
+            raise StorageError(f"{directory}: cannot list: {exc.strerror}") from exc
     yield from sorted(found)
+
+
+def _local_kind(path: str) -> tuple[int, str]:
+    try:
+        mode, size = (st := os.stat(path)).st_mode, st.st_size
+    except FileNotFoundError:
+        return 0, "broken symbolic link"
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot stat: {exc.strerror}") from exc
+    if stat.S_ISREG(mode):
+        return size, REGULAR
+    if stat.S_ISDIR(mode):  # a symbolic link to a directory: not followed, as before
+        return 0, "symbolic link to a directory"
+    for test, kind in _SPECIAL_KINDS:
+        if test(mode):
+            return 0, kind
+    return 0, "special file"
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+def location_exists(url: str) -> bool:
+    """Whether a source exists: a local file or directory, or an S3 prefix with any key."""
+    url = check_supported(url)
+    if is_s3(url):
+        bucket, prefix = split_s3(url)
+        try:
+            page = s3_client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        except Exception as exc:
+            if _error_code(exc) == "NoSuchBucket":
+                return False
+            raise
+        return bool(page.get("KeyCount") or page.get("Contents"))
+    return os.path.exists(url)
 
 
 def exists(url: str) -> bool:
@@ -104,10 +170,13 @@ def exists(url: str) -> bool:
     return os.path.exists(url)
 
 
-def _is_not_found(exc: Exception) -> bool:
+def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
-    code = str(response.get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _is_not_found(exc: Exception) -> bool:
+    return _error_code(exc) in ("404", "NoSuchKey", "NotFound")
 
 
 def open_read(url: str) -> BinaryIO:
@@ -120,9 +189,15 @@ def open_read(url: str) -> BinaryIO:
         except Exception as exc:
             raise StorageError(f"{url}: cannot read: {exc}") from exc
     try:
-        return open(url, "rb")
+        # Non-blocking open, so that a FIFO put where a log was listed cannot hang the run.
+        fd = os.open(url, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise StorageError(f"{url}: cannot read: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StorageError(f"{url}: cannot read: not a regular file")
+    os.set_blocking(fd, True)
+    return open(fd, "rb")
 
 
 def read_text(url: str) -> str:

@@ -15,15 +15,20 @@ from pathlib import Path
 ENV_VAR = "PIPELINE_REPORT_DIR"
 
 
-def record(task_id: str, data: dict) -> None:
+def record(task_id: str, data: dict, suffix: str = ".json") -> None:
     directory = os.environ.get(ENV_VAR)
     if not directory:
         return
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", task_id)[:200] + ".json"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", task_id)[:200] + suffix
     path = Path(directory) / name
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"task_id": task_id, **data}, sort_keys=True))
     tmp.replace(path)
+
+
+def record_failure(task_id: str, family: str, message: str) -> None:
+    """Record that a task failed, with the one-line cause, for the end-of-run summary."""
+    record(task_id, {"task": family, "failed": message}, suffix=".failed.json")
 
 
 def collect(directory: str | os.PathLike) -> list[dict]:
@@ -45,9 +50,11 @@ def discards_by_task(records: list[dict]) -> dict[str, dict[str, int]]:
 
 def format_summary(records: list[dict]) -> str:
     """A plain-text table of the run: one line per task that ran, then discards per reason."""
-    if not records:
+    failures = [rec for rec in records if "failed" in rec]
+    records = [rec for rec in records if "failed" not in rec]
+    if not records and not failures:
         return "No pipeline task finished in this run (already complete, or failed: see above)."
-    lines = ["Pipeline run summary:"]
+    lines = ["Pipeline run summary:"] if records else []
     for rec in records:
         rate = rec["lines"] / rec["seconds"] if rec.get("seconds") else 0
         lines.append(
@@ -56,4 +63,8 @@ def format_summary(records: list[dict]) -> str:
         )
         for reason, count in rec.get("discards", {}).items():
             lines.append(f"      discarded {count:,} ({reason})")
+        for kind, count in rec.get("skipped_entries", {}).items():
+            lines.append(f"      skipped {count:,} entries under the sources: {kind} (not read)")
+    for rec in failures:
+        lines.append(f"FAILED {rec['task']}: {rec['failed']}")
     return "\n".join(lines)

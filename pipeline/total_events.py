@@ -3,24 +3,44 @@
 ``TotalEventsDailyTask`` counts every event whose date (its ``time`` up to the first ``T``) lies
 in the interval, whatever its type. It writes ``YYYY-MM-DD<TAB>count`` lines, sorted by date, to
 ``<output_root>/part-00000`` and marks the directory complete with ``_SUCCESS`` (upstream's
-Hadoop layout, so ``TotalEventsReport --counts <output_root>/`` reads it unchanged).
+Hadoop layout, so ``TotalEventsReport --counts <output_root>/`` reads it unchanged). The marker
+holds the interval it was written for: another interval into the same directory runs again.
+
+``TotalEventsReportWorkflow`` is incremental, for a nightly job whose interval grows: the count
+of each day is kept in the warehouse (``{warehouse}/total_events_daily/dt=D/part-00000``, empty
+for a day without events). A run extracts from raw logs only the last ``overwrite_n_days`` days
+of its interval, plus any day that has no partition yet (a missed night, a new site), then
+rebuilds ``<counts>/part-00000`` and the CSV report from the partitions of the whole interval.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import luigi
+from luigi.date_interval import Custom
 
 from pipeline import events, fs
-from pipeline.common import EngineMixin, EventLogSelectionMixin, ReportingMixin, UrlTarget
+from pipeline.common import (
+    EngineMixin,
+    EventLogSelectionMixin,
+    ReportingMixin,
+    UrlTarget,
+    WarehouseMixin,
+)
 from pipeline.extraction import count_file
 
 PART_FILE = "part-00000"
 SUCCESS_MARKER = "_SUCCESS"
+WAREHOUSE_COUNTS = "total_events_daily"
+# Partition files are tiny: on S3 reading and writing them is all round trips, so several at
+# a time (a first run from a distant interval_start writes thousands).
+PARTITION_THREADS = 16
 
 
 def merge_counts(results, interval) -> tuple[dict[str, int], dict[str, int], int, int]:
@@ -42,7 +62,54 @@ def merge_counts(results, interval) -> tuple[dict[str, int], dict[str, int], int
     return totals, discards, lines, files
 
 
-class TotalEventsDailyTask(EventLogSelectionMixin, EngineMixin, ReportingMixin, luigi.Task):
+def interval_text(interval) -> str:
+    """``date_a-date_b``: one spelling per set of days (``2016-03`` and its custom range agree)."""
+    return f"{interval.date_a.isoformat()}-{interval.date_b.isoformat()}"
+
+
+class IntervalMarker(luigi.Target):
+    """A ``_SUCCESS`` file that names the interval its directory's outputs are for.
+
+    It exists, for Luigi, only when it names this interval: outputs of another interval at the
+    same place (yesterday's, with a fixed output directory) do not make this one complete.
+    """
+
+    def __init__(self, url: str, interval):
+        self.url = fs.check_supported(url)
+        self.interval = interval_text(interval)
+
+    def exists(self) -> bool:
+        return fs.exists(self.url) and fs.read_text(self.url).strip() == self.interval
+
+    def write(self) -> None:
+        with fs.atomic_write(self.url) as marker:
+            marker.write(self.interval + "\n")
+
+
+class EventCountingMixin(EventLogSelectionMixin, EngineMixin, ReportingMixin):
+    """Counting the events of an interval's days from the raw logs, on every core."""
+
+    def count_events(self, interval) -> tuple[dict[str, int], dict[str, int], int, int]:
+        """``(events per date, discards per reason, lines read, files read)``; raises before
+        returning anything if a file cannot be read."""
+        files = self.selected_files(interval)
+        mapper = self.mapper(count_file, files)
+        return merge_counts(self.map_files(mapper, files), interval)
+
+
+def write_counts(output_root: str, totals: dict[str, int]) -> None:
+    """``<output_root>/part-00000`` with ``date<TAB>count`` lines by date, replacing any part
+    files there (ours, or an upstream Hadoop run's: the report would sum them all)."""
+    for url, _ in fs.list_files(output_root):
+        name = url.rsplit("/", 1)[-1]
+        if name.startswith("part-") and name != PART_FILE:
+            fs.remove(url)
+    with fs.atomic_write(fs.join(output_root, PART_FILE)) as out:
+        for date in sorted(totals):
+            out.write(f"{date}\t{totals[date]}\n")
+
+
+class TotalEventsDailyTask(EventCountingMixin, luigi.Task):
     """Count all events per day of the interval.
 
     Example:
@@ -58,19 +125,15 @@ class TotalEventsDailyTask(EventLogSelectionMixin, EngineMixin, ReportingMixin, 
     )
 
     def output(self):
-        return UrlTarget(fs.join(self.output_root, SUCCESS_MARKER))
+        return IntervalMarker(fs.join(self.output_root, SUCCESS_MARKER), self.interval)
 
     def run(self):
         started = time.monotonic()
-        files = self.selected_files(self.interval)
-        mapper = self.mapper(count_file, files)
-        totals, discards, lines, nfiles = merge_counts(self.map_files(mapper, files), self.interval)
-        self._clear_previous_attempt()
-        with fs.atomic_write(fs.join(self.output_root, PART_FILE)) as out:
-            for date in sorted(totals):
-                out.write(f"{date}\t{totals[date]}\n")
-        with fs.atomic_write(self.output().url) as marker:
-            marker.write("")
+        totals, discards, lines, nfiles = self.count_events(self.interval)
+        marker = self.output()
+        fs.remove(marker.url)  # the directory changes: complete again only once rewritten
+        write_counts(self.output_root, totals)
+        marker.write()
         self.record_run(
             started,
             nfiles,
@@ -79,14 +142,6 @@ class TotalEventsDailyTask(EventLogSelectionMixin, EngineMixin, ReportingMixin, 
             events=sum(totals.values()),
             events_per_day=dict(sorted(totals.items())),
         )
-
-    def _clear_previous_attempt(self) -> None:
-        # Leftover part files (ours, or an upstream Hadoop run's) would be summed twice by the
-        # report; only files of this task's layout are removed.
-        for url, _ in fs.list_files(self.output_root):
-            name = url.rsplit("/", 1)[-1]
-            if name.startswith("part-") or name == SUCCESS_MARKER:
-                fs.remove(url)
 
 
 def read_counts(counts: str) -> dict[str, int]:
@@ -106,14 +161,41 @@ def read_counts(counts: str) -> dict[str, int]:
     for url in urls:
         if not fs.exists(url):
             raise FileNotFoundError(f"--counts {url}: no such file")
-        for number, line in enumerate(fs.read_text(url).splitlines(), 1):
-            if not line.strip():
-                continue
-            date, sep, count = line.partition("\t")
-            if not sep or not count.strip().isdigit():
-                raise ValueError(f"{url}, line {number}: expected 'date<TAB>count', got {line!r}")
-            totals[date] = totals.get(date, 0) + int(count)
+        for date, count in parse_counts(url, fs.read_text(url)).items():
+            totals[date] = totals.get(date, 0) + count
     return totals
+
+
+def parse_counts(url: str, text: str) -> dict[str, int]:
+    """``date<TAB>count`` lines of one file (named in errors), summed per date."""
+    totals: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        date, sep, count = line.partition("\t")
+        if not sep or not count.strip().isdigit():
+            raise ValueError(f"{url}, line {number}: expected 'date<TAB>count', got {line!r}")
+        totals[date] = totals.get(date, 0) + int(count)
+    return totals
+
+
+def write_report(url: str, totals: dict[str, int]) -> None:
+    """The CSV report ``date,event_count``, newest date first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["date", "event_count"])
+    for date in sorted(totals, reverse=True):
+        writer.writerow([date, totals[date]])
+    with fs.atomic_write(url) as out:
+        out.write(buffer.getvalue())
+
+
+def read_report(url: str) -> dict[str, int]:
+    """Events per date from a CSV report written by :func:`write_report`."""
+    rows = list(csv.reader(io.StringIO(fs.read_text(url))))
+    if not rows or rows[0] != ["date", "event_count"]:
+        raise ValueError(f"{url}: not a total events report (header 'date,event_count')")
+    return {date: int(count) for date, count in rows[1:]}
 
 
 def _is_local_dir(url: str) -> bool:
@@ -133,24 +215,115 @@ class TotalEventsReport(luigi.Task):
         return self.counts
 
     def run(self):
-        totals = read_counts(self.counts_location())
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["date", "event_count"])
-        for date in sorted(totals, reverse=True):
-            writer.writerow([date, totals[date]])
-        with fs.atomic_write(self.report) as out:
-            out.write(buffer.getvalue())
+        write_report(self.report, read_counts(self.counts_location()))
 
 
-class TotalEventsReportWorkflow(EventLogSelectionMixin, EngineMixin, TotalEventsReport):
-    """Count events per day into ``counts``, then write the CSV ``report``."""
+def day_partition(warehouse: str, date: str) -> str:
+    return fs.join(warehouse, WAREHOUSE_COUNTS, f"dt={date}", PART_FILE)
+
+
+def list_day_partitions(warehouse: str) -> dict[str, tuple[str, int]]:
+    """``{date: (url, size)}`` of the day partitions in the warehouse, in one listing."""
+    found = {}
+    # Empty partitions (days without events) are zero-byte keys on S3: listed too.
+    for url, size in fs.list_files(fs.join(warehouse, WAREHOUSE_COUNTS) + "/", True):
+        directory, _, name = url.rpartition("/")
+        day = directory.rpartition("/")[2]
+        if name == PART_FILE and day.startswith("dt="):
+            found[day[3:]] = (url, size)
+    return found
+
+
+class TotalEventsReportWorkflow(EventCountingMixin, WarehouseMixin, TotalEventsReport):
+    """Events per day of the interval into ``counts`` and the CSV ``report``, incrementally.
+
+    Days are kept as partitions in the warehouse; only the last ``overwrite_n_days`` days and
+    days without a partition are read from the raw logs. The result equals one run from
+    scratch over the same interval as long as the logs of older days no longer change.
+
+    Example:
+        launch-task TotalEventsReportWorkflow --local-scheduler --interval 2016-03-01-2016-03-04 \\
+            --source '["logs/"]' --counts counts/ --report total_events.csv
+    """
 
     interval = luigi.DateIntervalParameter(description="Dates to count.")
+    overwrite_n_days = luigi.IntParameter(
+        config_path={"section": "enrollments", "name": "overwrite_n_days"},
+        default=3,
+        significant=False,
+        description="Days at the end of the interval read again from the raw logs, for "
+        "events that arrive late.",
+    )
 
-    def requires(self):
-        return self.clone(TotalEventsDailyTask, output_root=self.counts)
+    def output(self):
+        return [
+            UrlTarget(self.report),
+            IntervalMarker(fs.join(self.counts_location(), SUCCESS_MARKER), self.interval),
+        ]
 
     def counts_location(self) -> str:
-        # The daily task writes a directory: read it as one even without the trailing '/'.
+        # Written as a directory: read it as one even without the trailing '/'.
         return self.counts if self.counts.endswith("/") else self.counts + "/"
+
+    def refresh_window(self, partitions: dict[str, tuple[str, int]]):
+        """The days to read from the raw logs: the last ``overwrite_n_days``, extended back to
+        the first day without a partition. None when every day is there and n is 0."""
+        if self.overwrite_n_days < 0:
+            raise ValueError(f"--overwrite-n-days {self.overwrite_n_days}: must be 0 or more")
+        date_a, date_b = self.interval.date_a, self.interval.date_b
+        start = max(date_a, date_b - dt.timedelta(days=self.overwrite_n_days))
+        for day in self.interval.dates():
+            if day >= start:
+                break
+            if day.isoformat() not in partitions:
+                start = day
+                break
+        return Custom(start, date_b) if start < date_b else None
+
+    def run(self):
+        started = time.monotonic()
+        window = self.refresh_window(list_day_partitions(self.warehouse_path))
+        totals = discards = {}
+        lines = nfiles = 0
+        if window is not None:
+            totals, discards, lines, nfiles = self.count_events(window)
+            # Only after every file was read: a failure leaves the old partitions intact.
+            write_partitions(self.warehouse_path, window, totals)
+        per_day = read_partitions(list_day_partitions(self.warehouse_path), self.interval)
+        report, marker = self.output()
+        fs.remove(marker.url)  # outputs change: not complete until all are rewritten
+        write_counts(self.counts_location(), per_day)
+        write_report(self.report, per_day)
+        marker.write()
+        self.record_run(
+            started,
+            nfiles,
+            lines,
+            discards,
+            extracted=interval_text(window) if window else None,
+            events=sum(per_day.values()),
+            events_per_day=dict(sorted(per_day.items())),
+        )
+
+
+def write_partitions(warehouse: str, interval, totals: dict[str, int]) -> None:
+    """One partition per day of ``interval`` (empty without events), each written atomically."""
+
+    def write(day: str) -> None:
+        with fs.atomic_write(day_partition(warehouse, day)) as out:
+            if totals.get(day):
+                out.write(f"{day}\t{totals[day]}\n")
+
+    with ThreadPoolExecutor(PARTITION_THREADS) as pool:
+        list(pool.map(write, [day.isoformat() for day in interval.dates()]))
+
+
+def read_partitions(partitions: dict[str, tuple[str, int]], interval) -> dict[str, int]:
+    """Events per day of ``interval`` from its day partitions (empty ones are not read)."""
+    wanted = [partitions[d.isoformat()][0] for d in interval.dates()
+              if partitions.get(d.isoformat(), ("", 0))[1]]  # fmt: skip
+    totals: dict[str, int] = {}
+    with ThreadPoolExecutor(PARTITION_THREADS) as pool:
+        for url, text in zip(wanted, pool.map(fs.read_text, wanted), strict=True):
+            totals.update(parse_counts(url, text))
+    return totals

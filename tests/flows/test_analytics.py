@@ -37,7 +37,7 @@ def test_daily_import_writes_report_and_tables_and_publishes_artifacts(site):
     assert summary["events"] == sum(row["events"] for row in summary["events_per_day"])
     assert [r["date"] for r in summary["events_per_day"]] == ["2016-03-01", "2016-03-02"]
     # every line read is either counted or discarded with a reason
-    discarded = sum(summary["discards"].get("TotalEventsDailyTask", {}).values())
+    discarded = sum(summary["discards"].get("TotalEventsReportWorkflow", {}).values())
     assert summary["events"] + discarded == SPEC.days * SPEC.servers * SPEC.lines_per_file
     csv_lines = (site / "reports" / "total_events.csv").read_text().splitlines()
     assert csv_lines[0] == "date,event_count"

@@ -71,3 +71,39 @@ def test_enrollment_events_to_an_s3_warehouse(workspace: Workspace, aws):
     key = "warehouse/course_enrollment_events/dt=2016-03-01/course_enrollment_events_2016-03-01"
     body = s3.get_object(Bucket="tracking", Key=key)["Body"].read().decode()
     assert body == "a/b/c\t5\t2016-03-01T01:00:00.000000\tedx.course.enrollment.activated\taudit\n"
+
+
+def test_day_partitions_in_an_s3_warehouse_and_a_missing_s3_source(workspace: Workspace, aws):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="tracking")
+    put_log(s3, "logs/tracking.log-20160301.gz", [{"time": "2016-03-01T01:00:00+00:00"}] * 3)
+    put_log(s3, "logs/tracking.log-20160303.gz", [{"time": "2016-03-03T01:00:00+00:00"}])
+
+    def workflow(interval, source="s3://tracking/logs/"):
+        return workspace.launch(
+            "TotalEventsReportWorkflow", "--local-scheduler", "--interval", interval,
+            "--source", json.dumps([source]), "--pattern", json.dumps([GZ_PATTERN]),
+            "--warehouse-path", "s3://tracking/warehouse/", "--overwrite-n-days", "1",
+            "--counts", "s3://tracking/counts/", "--report", "s3://tracking/report.csv",
+            env=aws.env(),
+        )  # fmt: skip
+
+    assert workflow("2016-03-01-2016-03-03").returncode == 0
+    result = workflow("2016-03-01-2016-03-04")
+    assert result.returncode == 0, result.output
+    keys = {
+        obj["Key"]: obj["Size"]
+        for obj in s3.list_objects_v2(Bucket="tracking", Prefix="warehouse/")["Contents"]
+    }
+    # 2016-03-02 has no events: an empty partition, so the next night does not read it again
+    assert keys == {
+        "warehouse/total_events_daily/dt=2016-03-01/part-00000": len("2016-03-01\t3\n"),
+        "warehouse/total_events_daily/dt=2016-03-02/part-00000": 0,
+        "warehouse/total_events_daily/dt=2016-03-03/part-00000": len("2016-03-03\t1\n"),
+    }
+    report = s3.get_object(Bucket="tracking", Key="report.csv")["Body"].read().decode()
+    assert report == "date,event_count\n2016-03-03,1\n2016-03-01,3\n"
+
+    missing = workflow("2016-03-01-2016-03-05", source="s3://tracking/no-such-prefix/")
+    assert missing.returncode == 30, missing.output
+    assert "s3://tracking/no-such-prefix/ does not exist" in missing.stderr

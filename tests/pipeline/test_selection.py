@@ -18,7 +18,7 @@ def make_tree(root, names):
 
 
 def selected_names(root, patterns, a, b, expand="2 days", **kwargs):
-    files = selection.select_files([str(root) + "/"], patterns, a, b, expand, **kwargs)
+    files = selection.select_files([str(root) + "/"], patterns, a, b, expand, **kwargs).files
     return [f.url[len(str(root)) + 1 :] for f in files]
 
 

@@ -262,3 +262,63 @@ def test_week_and_month_intervals_cover_their_days(workspace: Workspace):
         ("2016-02-28", "1"),
         ("2016-02-29", "1"),
     ]
+
+
+def test_another_interval_into_the_same_output_root_is_counted_again(workspace: Workspace):
+    workspace.write_log("tracking.log-20160301.gz", [event("2016-03-01T01:00:00+00:00")])
+    workspace.write_log("tracking.log-20160302.gz", [event("2016-03-02T01:00:00+00:00")] * 2)
+    args = ["TotalEventsDailyTask", "--local-scheduler", *workspace.source_args(),
+            "--output-root", "out/", "--interval"]  # fmt: skip
+    assert workspace.launch(*args, "2016-03-01").returncode == 0
+    assert (workspace.root / "out" / "_SUCCESS").read_text() == "2016-03-01-2016-03-02\n"
+    wider = workspace.launch(*args, "2016-03-01-2016-03-03")
+    assert wider.returncode == 0, wider.output
+    assert read_counts(workspace.root / "out" / "part-00000") == [
+        ("2016-03-01", "1"),
+        ("2016-03-02", "2"),
+    ]
+
+
+def workflow(workspace: Workspace, interval: str, *extra: str):
+    return workspace.launch(
+        "TotalEventsReportWorkflow", "--local-scheduler", "--interval", interval,
+        *workspace.source_args(), "--expand-interval", "0 days", "--overwrite-n-days", "1",
+        "--counts", "counts/", "--report", "report.csv", *extra,
+    )  # fmt: skip
+
+
+def lines_read(result) -> int:
+    (line,) = [x for x in result.stderr.splitlines() if "TotalEventsReportWorkflow:" in x
+               and " lines, " in x]  # fmt: skip
+    return int(line.split(" files, ")[1].split(" lines")[0].replace(",", ""))
+
+
+def test_workflow_keeps_day_partitions_and_reads_only_what_is_new(workspace: Workspace):
+    for day in (1, 2, 3):
+        workspace.write_log(
+            f"tracking.log-201603{day:02d}.gz", [event(f"2016-03-{day:02d}T01:00:00+00:00")] * day
+        )
+    first = workflow(workspace, "2016-03-01-2016-03-02")
+    assert first.returncode == 0, first.output
+    partitions = workspace.root / "warehouse" / "total_events_daily"
+    assert (partitions / "dt=2016-03-01" / "part-00000").read_text() == "2016-03-01\t1\n"
+    # the night of 03-02 is missed; the next run fills 03-02 in and reads 03-03, not 03-01
+    third = workflow(workspace, "2016-03-01-2016-03-04")
+    assert third.returncode == 0, third.output
+    assert lines_read(third) == 2 + 3
+    assert sorted(p.name for p in partitions.iterdir()) == [
+        "dt=2016-03-01", "dt=2016-03-02", "dt=2016-03-03",
+    ]  # fmt: skip
+    csv_text = (workspace.root / "report.csv").read_text()
+    assert csv_text == "date,event_count\n2016-03-03,3\n2016-03-02,2\n2016-03-01,1\n"
+    # the counts directory holds what TotalEventsDailyTask would write for that interval
+    assert (workspace.root / "counts" / "part-00000").read_text() == (
+        "2016-03-01\t1\n2016-03-02\t2\n2016-03-03\t3\n"
+    )
+    assert (workspace.root / "counts" / "_SUCCESS").read_text() == "2016-03-01-2016-03-04\n"
+    # re-running the night reads nothing (a log read again would fail: it is no gzip now)
+    (workspace.logs / "tracking.log-20160303.gz").write_bytes(b"not even gzip")
+    again = workflow(workspace, "2016-03-01-2016-03-04")
+    assert again.returncode == 0, again.output
+    assert "No pipeline task finished" in again.stderr
+    assert (workspace.root / "report.csv").read_text() == csv_text

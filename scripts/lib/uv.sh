@@ -37,6 +37,12 @@ _uv_install() {
   ln -s ../uv-venv/bin/uv "$_uv_tools/bin/uv"
 }
 
+# uv trusts its own bundled roots by default, which lack any CA the machine's admin added (a
+# TLS-inspecting egress proxy's, say); Debian's bundle holds the public roots plus those.
+if [ -z "${UV_SYSTEM_CERTS:-}${SSL_CERT_FILE:-}" ] && [ -s /etc/ssl/certs/ca-certificates.crt ]; then
+  export UV_SYSTEM_CERTS=true
+fi
+
 if ! command -v uv >/dev/null 2>&1; then
   [ -x "$_uv_tools/bin/uv" ] || _uv_install
   export PATH="$_uv_tools/bin:$PATH"

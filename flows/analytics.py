@@ -34,6 +34,7 @@ from pipeline import config, engine, fs, report
 from pipeline.database import Database, settings_from
 from pipeline.enrollment_loads import ImportEnrollmentsIntoMysql
 from pipeline.total_events import TotalEventsReportWorkflow
+from tasks.parameters import fill_from_deployment
 from tasks.pipeline import run_pipeline_task
 
 DEFAULT_PATTERNS = [r".*tracking.log-(?P<date>\d{8}).*\.gz", r".*tracking.log-(?P<date>\d{8})$"]
@@ -150,6 +151,7 @@ def analytics_import(
         retries: How often a failed pipeline step is retried (a minute apart); completed
             work is never redone.
     """
+    logs, outputs = fill_from_deployment(logs=logs, outputs=outputs)
     logger = get_run_logger()
     interval_text = interval or default_interval()
     parsed = parse_interval(interval_text)

@@ -30,6 +30,7 @@ from blocks.ssh import SshIdentity
 from flows.host_setup import PipelineSetup, setup_pipeline_venv
 from pipeline_config.render import OverrideSettings, render_override_cfg
 from tasks.host_setup import ensure_remote_file
+from tasks.parameters import fill_from_deployment
 from tasks.ssh import RemoteCommandFailed, check, execute, stream_command
 
 FLOW_NAME = "run-remote-pipeline"
@@ -172,6 +173,9 @@ def run_remote_pipeline(
     Returns:
         One row per task: exit status and seconds, or pid and log when not waiting.
     """
+    setup, override_config, run = fill_from_deployment(
+        setup=setup, override_config=override_config, run=run
+    )
     logger = get_run_logger()
     parsed = [parse_task_line(line) for line in tasks]
     if not parsed:

@@ -7,18 +7,16 @@ directory). Heartbeats off: each flow call is 10x faster.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
-from tasks.host_setup import PROJECT_ROOT, project_archive
+from tasks.host_setup import PROJECT_ROOT, project_source_files
 from tests.bed.fixtures import _Stopwatch
 
 #: sshd's own PATH for root sessions on Debian: what a node's login has before we add uv.
@@ -84,9 +82,11 @@ def locked_uv_install(tmp_path_factory, uv_program) -> dict:
         uv("export", "--quiet", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes",
            "--output-file", str(locked), cwd=PROJECT_ROOT)  # fmt: skip
         options = ["--cache-dir", uv("cache", "dir").strip(), "--override", str(locked)]
-        source = work / "src"
-        with tarfile.open(fileobj=io.BytesIO(project_archive()), mode="r:gz") as archive:
-            archive.extractall(source, filter="data")
+        source = work / "src"  # what the flow uploads to the node
+        for path in project_source_files():
+            target = source / path.relative_to(PROJECT_ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
         uv("venv", "--quiet", str(work / "venv"))
         uv("pip", "install", "--quiet", "--python", str(work / "venv" / "bin" / "python"),
            *options, str(source))  # fmt: skip

@@ -39,6 +39,7 @@ from pipeline import config, engine, fs, report
 from pipeline.database import Database, settings_from
 from pipeline.enrollment_loads import ImportEnrollmentsIntoMysql
 from pipeline.total_events import WAREHOUSE_COUNTS, TotalEventsReportWorkflow, read_report
+from tasks.parameters import fill_from_deployment
 from tasks.pipeline import run_pipeline_task
 
 DEFAULT_PATTERNS = [r".*tracking.log-(?P<date>\d{8}).*\.gz", r".*tracking.log-(?P<date>\d{8})$"]
@@ -210,6 +211,9 @@ def analytics_import(
         retry_delay_seconds: Seconds between those retries.
         course_catalog: Catalog fields of course_meta_summary_enrollment (discovery API or file).
     """
+    logs, outputs, course_catalog = fill_from_deployment(
+        logs=logs, outputs=outputs, course_catalog=course_catalog
+    )
     logger = get_run_logger()
     interval_text = interval or default_interval()
     parsed = parse_interval(interval_text)

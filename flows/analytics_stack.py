@@ -27,6 +27,7 @@ from tasks.inventory import (
     render_json,
     write_inventory,
 )
+from tasks.parameters import fill_from_deployment
 
 FLOW_NAME = "deploy-analytics-stack"
 TEMPLATE = Path(__file__).resolve().parents[1] / "heat-templates" / "hot" / (
@@ -107,6 +108,7 @@ def deploy_analytics_stack(
         ``action`` (create/update/none), ``stack_id``, ``status``, ``server_ip``, ``public_ip``,
         ``changes`` and the inventory as ``analytics_ini`` and ``inventory_json``.
     """
+    (server,) = fill_from_deployment(server=server)
     logger = get_run_logger()
     template = str(template_file or TEMPLATE)
     conn = OpenStackCloud.load(openstack_block).get_client()

@@ -51,6 +51,7 @@ from tasks.openstack import (
     snapshot_name,
     wait_for_snapshots,
 )
+from tasks.parameters import fill_from_deployment
 from tasks.ssh import HostFacts, read_host_facts, run_remote_command
 
 FLOW_NAME = "backup-backend-node"
@@ -333,6 +334,9 @@ def backup_backend_node(
     Returns:
         What was done: snapshots created, deleted and kept per volume, the write-blocked window.
     """
+    volumes, consistency, safety, access, timeouts = fill_from_deployment(
+        volumes=volumes, consistency=consistency, safety=safety, access=access, timeouts=timeouts
+    )
     if safety.database_vip is None and not force:
         raise BackupRefused(
             "safety.database_vip is not set: without it the flow cannot tell whether the node is "

@@ -38,6 +38,7 @@ from tasks.host_setup import (
     verify_and_record_host_key,
 )
 from tasks.openstack import ServerInfo, find_server
+from tasks.parameters import fill_from_deployment
 
 FLOW_NAME = "setup-analytics-host"
 _INSIGHTS = (
@@ -130,6 +131,9 @@ def setup_analytics_host(
     Returns:
         One row per step: step, host, status (ok/changed), detail.
     """
+    access, keys, pipeline, override, insights = fill_from_deployment(
+        access=access, keys=keys, pipeline=pipeline, override=override, insights=insights
+    )
     logger = get_run_logger()
     identity = SshIdentity.load(access.ssh_block)
     results: list[StepResult] = []

@@ -35,6 +35,7 @@ from remote.run import (
 )
 from remote.setup import PipelineSetup
 from tasks.host_setup import ensure_pipeline_venv, ensure_remote_file
+from tasks.parameters import fill_from_deployment
 from tasks.ssh import RemoteCommandFailed
 
 __all__ = ["RemoteRun", "parse_task_line", "run_remote_pipeline", "task_command"]
@@ -104,6 +105,9 @@ def run_remote_pipeline(
     Returns:
         One row per task: exit status and seconds, or pid and log when not waiting.
     """
+    setup, override_config, run = fill_from_deployment(
+        setup=setup, override_config=override_config, run=run
+    )
     logger = get_run_logger()
     parsed = [parse_task_line(line) for line in tasks]
     if not parsed:

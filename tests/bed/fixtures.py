@@ -85,7 +85,8 @@ def bed_startup_times() -> StartupTimes:
 
 @pytest.fixture
 def ssh_host_factory(tmp_path_factory) -> Iterator[Callable[..., SshHost]]:
-    """Start SSH hosts on demand: `ssh_host_factory(name=None, address=None, user=None)`.
+    """Start SSH hosts on demand: `ssh_host_factory(name=None, address=None, user=None,
+    environment=None)` (`environment`: variables set in every session, e.g. PATH).
 
     All hosts of one test authorize the same client key (`host.client_key`); each has its own
     host key, port and directory. All are stopped, with their sessions, at teardown.
@@ -94,11 +95,16 @@ def ssh_host_factory(tmp_path_factory) -> Iterator[Callable[..., SshHost]]:
     client_key = generate_ed25519_key(tmp_path_factory.mktemp("ssh-client") / "id_ed25519")
     hosts: list[SshHost] = []
 
-    def start_host(name: str | None = None, address: str = "127.0.0.1", user: str | None = None):
+    def start_host(
+        name: str | None = None,
+        address: str = "127.0.0.1",
+        user: str | None = None,
+        environment: dict[str, str] | None = None,
+    ):
         name = name or f"host{len(hosts) + 1}"
         host = SshHost(
             base_dir=tmp_path_factory.mktemp(f"sshd-{name}"), name=name, address=address,
-            user=user or current_user(), client_key=client_key,
+            user=user or current_user(), client_key=client_key, environment=environment or {},
         )  # fmt: skip
         hosts.append(host)
         with _Stopwatch("ssh_host"):

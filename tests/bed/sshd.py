@@ -105,6 +105,8 @@ class SshHost:
     port: int = 0
     user: str = field(default_factory=current_user)
     client_key: Path | None = None
+    #: Environment variables sshd sets for every session (`SetEnv`), e.g. a node's PATH.
+    environment: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     # Commands left running by cut_connections(kill_commands=False); killed by stop().
     _orphans: list[psutil.Process] = field(default_factory=list, repr=False)
@@ -317,6 +319,7 @@ class SshHost:
             "MaxStartups 50:30:100",
             "MaxSessions 50",
             "Subsystem sftp internal-sftp",
+            *(f'SetEnv {name}="{value}"' for name, value in self.environment.items()),
             "",
         ])  # fmt: skip
 

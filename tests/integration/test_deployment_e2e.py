@@ -8,6 +8,7 @@ prefect_test_harness; here everything talks to a separate `prefect server start`
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -18,9 +19,13 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     DeploymentFilter,
     DeploymentFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
 )
 
+from flows.analytics_stack import AnalyticsServer
 from pipeline.samples import SampleSpec, generate_lms_database, generate_logs
+from tests.integration.partial_parameters_flow import echo_completed_parameters
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "analytics-import/daily"
@@ -125,3 +130,69 @@ def test_deployed_daily_import_runs_on_a_worker_with_ui_parameters(prefect_serve
     assert lines[0] == "date,event_count", lines
     assert sorted(line.split(",")[0] for line in lines[1:]) == ["2016-03-01", "2016-03-02"], lines
     assert (tmp_path / "results.sqlite").exists(), why
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_partial_object_parameters_keep_the_deployments_other_values(prefect_server, tmp_path):
+    """A run given part of an object (as `prefect deployment run --param server='{...}'`) gets the
+    deployment's values for the fields it left out, at any depth, not the model's defaults."""
+    pool = "partial-parameters"
+    deployed = {
+        "server": {"image": "ubuntu-22.04", "key_name": "deploy", "public_net_id": "public",
+                   "hadoop_size": 50, "flavor": "m1.xlarge"},
+        "settings": {"name": "deployed", "size": 50,
+                     "limits": {"retries": 5, "label": "deployed"}},
+        "out": str(tmp_path / "deployed.json"),
+    }  # fmt: skip
+    prefect_server.prefect("work-pool", "create", pool, "--type", "process", "--overwrite")
+    with prefect_server.client() as client:
+        flow_id = client.create_flow_from_name(echo_completed_parameters.name)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name="partial", work_pool_name=pool, parameters=deployed,
+            entrypoint="tests/integration/partial_parameters_flow.py:echo_completed_parameters",
+            path=str(REPO_ROOT),
+            parameter_openapi_schema=echo_completed_parameters.parameters.model_dump(),
+        )  # fmt: skip
+    given = {
+        "server": {"image": "debian-12", "key_name": "ops", "public_net_id": "ext"},
+        "settings": {"name": "given", "limits": {"label": "given"}},
+        "out": str(tmp_path / "given.json"),
+    }
+    worker_log = tmp_path / "worker.log"
+    with (
+        prefect_server.start_worker(pool, cwd=REPO_ROOT, log_path=worker_log) as worker,
+        prefect_server.client() as client,
+    ):
+        flow_run = client.create_flow_run_from_deployment(deployment_id, parameters=given)
+        flow_run = wait_for_final_state(client, flow_run.id, RUN_TIMEOUT)
+        state = flow_run.state
+        why = f"ended {state.type if state else None}: {state and state.message}\n{worker.output()}"
+        assert state is not None and state.is_completed(), why
+        # the server stored the run's parameters as given: the whole object replaced
+        assert flow_run.parameters["server"] == given["server"]
+        taken = ("server.hadoop_size", "server.flavor", "settings.size", "settings.limits.retries")
+        # the run's logs reach the server in batches, after its final state
+        deadline = time.monotonic() + 60
+        while True:
+            messages = [
+                log.message for log in client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id]))
+                )
+            ]  # fmt: skip
+            logged = {f for f in taken if any(m.startswith(f"{f} not given") for m in messages)}
+            if logged == set(taken) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    completed = json.loads((tmp_path / "given.json").read_text())
+    assert completed["server"] == {
+        **AnalyticsServer.model_validate(given["server"]).model_dump(mode="json"),
+        "hadoop_size": 50, "flavor": "m1.xlarge",
+    }  # fmt: skip
+    assert completed["settings"] == {
+        "name": "given",
+        "size": 50,
+        "limits": {"retries": 5, "label": "given"},
+    }
+    assert logged == set(taken), messages
+    assert not any(m.startswith("server.image") for m in messages), messages

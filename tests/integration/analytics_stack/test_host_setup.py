@@ -37,9 +37,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:openstack"),
 ]
 
-#: Installs from uv's local cache: fast, and no index needed when everything is cached.
-UV_INSTALL = {"installer": "uv", "install_options": ["--offline"]}
-
 
 #: An RSA host key the console lists but the sshd never presents.
 OTHER_RSA = "3072 SHA256:0000000000000000000000000000000000000000000 root@analytics (RSA)"
@@ -53,8 +50,17 @@ def console_log(fingerprint_line: str, key_line: str | None = None) -> str:
 class Site:
     """The analytics server in the fake, its sshd, the blocks, and the node's directories."""
 
-    def __init__(self, fake, host: SshHost, tmp: Path, console: str | None = None) -> None:
+    def __init__(
+        self,
+        fake,
+        host: SshHost,
+        tmp: Path,
+        console: str | None = None,
+        install: dict | None = None,
+    ) -> None:
+        """`install`: the pipeline venv step's installer settings (None: the step is off)."""
         self.fake, self.host, self.tmp = fake, host, tmp
+        self.install = install or {"enabled": False}
         if console is None:
             console = console_log(fingerprint_of(host.public_host_key))
         self.server = fake.add_server(
@@ -92,7 +98,7 @@ class Site:
                 authorized_keys=str(self.host.authorized_keys),
                 key_pair_directory=str(self.home / ".ssh"),
             ),
-            "pipeline": PipelineSetup(base_dir=str(self.base), **UV_INSTALL),
+            "pipeline": PipelineSetup(base_dir=str(self.base), **self.install),
             "override": {
                 "elasticsearch_host": "http://192.168.122.111:9201/",
                 "event_logs": {"source": [str(self.tmp / "logs")]},
@@ -120,8 +126,8 @@ def statuses(rows: list[dict]) -> dict[str, str]:
     return {row["step"]: row["status"] for row in rows}
 
 
-def test_every_step_changes_once_then_is_ok(openstack_fake, ssh_host, tmp_path):
-    site = Site(openstack_fake, ssh_host, tmp_path)
+def test_every_step_changes_once_then_is_ok(openstack_fake, ssh_host, tmp_path, locked_uv_install):
+    site = Site(openstack_fake, ssh_host, tmp_path, install=locked_uv_install)
     first = site.run()
     assert statuses(first) == {
         "host key": "changed", "authorized key": "changed", "key pair": "changed",
@@ -239,7 +245,9 @@ def test_override_settings_are_validated_before_anything_runs(openstack_fake, ss
     assert site.stored_known_hosts() == ""
 
 
-def test_git_source_installs_a_branch_and_follows_its_new_commits(ssh_host, tmp_path):
+def test_git_source_installs_a_branch_and_follows_its_new_commits(
+    ssh_host, tmp_path, locked_uv_install
+):
     """`source: git` without a cloud: the host key comes from the block's known_hosts."""
     repo = tmp_path / "repo"
     for path in project_source_files():
@@ -263,7 +271,7 @@ def test_git_source_installs_a_branch_and_follows_its_new_commits(ssh_host, tmp_
     ).save(block)  # fmt: skip
     pipeline = PipelineSetup(
         base_dir=str(tmp_path / "tasks"), source="git", repo=f"file://{repo}", branch="release",
-        **UV_INSTALL,
+        **locked_uv_install,
     )  # fmt: skip
 
     def run() -> dict[str, str]:

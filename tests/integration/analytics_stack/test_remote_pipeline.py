@@ -34,7 +34,7 @@ NO_SUDO = RemoteRun(sudo_user=None, task_timeout_seconds=300)
 
 
 @pytest.fixture
-def node(ssh_host, tmp_path):
+def node(ssh_host, tmp_path, locked_uv_install):
     """The SSH block for the test host (its key verified), logs, and the node's directories."""
     name = f"ssh-{uuid.uuid4().hex[:8]}"
     SshIdentity(
@@ -43,8 +43,7 @@ def node(ssh_host, tmp_path):
     ).save(name)  # fmt: skip
     logs = tmp_path / "logs"
     generate_logs(logs, SPEC)
-    setup = PipelineSetup(base_dir=str(tmp_path / "tasks"), installer="uv",
-                          install_options=["--offline"])  # fmt: skip
+    setup = PipelineSetup(base_dir=str(tmp_path / "tasks"), **locked_uv_install)
     override = {
         "elasticsearch_host": "http://192.168.122.111:9201/",
         "event_logs": {"source": [f"{logs}/"]},

@@ -2,13 +2,18 @@
 
 Host keys are always verified against the block's own `known_hosts` text: an unknown host or
 a changed key is refused with an error naming the host (never paramiko's AutoAddPolicy, never
-`StrictHostKeyChecking no`, never the worker's ~/.ssh/known_hosts).
+`StrictHostKeyChecking no`, never the worker's ~/.ssh/known_hosts). A host is known by all its
+keys, as OpenSSH knows it: the key types known_hosts lists for it are asked for first, and a key
+of another type from a host known under some type is a changed key, not a new one.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import socket
+from collections.abc import Iterable
 
 import paramiko
 from prefect.blocks.core import Block
@@ -33,6 +38,57 @@ class HostKeyMismatch(SshError):
 
 class SshConnectFailed(SshError):
     """The host could not be reached or refused the login."""
+
+
+def sha256_fingerprint(key: paramiko.PKey) -> str:
+    """`SHA256:<base64>`, as `ssh-keygen -l` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_host_keys(trusted: paramiko.HostKeys, label: str) -> list[paramiko.PKey]:
+    """Every key known_hosts lists for `label` (`address` or `[address]:port`, maybe hashed)."""
+    return list((trusted.lookup(label) or {}).values())
+
+
+def preferred_key_types(known: Iterable[paramiko.PKey], offered: Iterable[str]) -> list[str]:
+    """`offered` host key algorithms with those of the `known` keys first.
+
+    The server picks the first algorithm of the client's list it has a key for, so a host
+    that still has a known key presents that one rather than another of its keys; an RSA key
+    (`ssh-rsa` in known_hosts) is asked for with its SHA-2 signature algorithms first.
+    """
+    offered = list(offered)
+    wanted: list[str] = []
+    for key in known:
+        name = key.get_name()
+        wanted += ["rsa-sha2-512", "rsa-sha2-256", name] if name == "ssh-rsa" else [name]
+    first = [name for name in dict.fromkeys(wanted) if name in offered]
+    return first + [name for name in offered if name not in first]
+
+
+def check_host_key(label: str, presented: paramiko.PKey, trusted: paramiko.HostKeys) -> bool:
+    """True when `presented` is one of the keys known_hosts lists for `label`; False when it
+    lists none (an unknown host).
+
+    Raises:
+        HostKeyMismatch: known_hosts lists keys for `label`, and `presented` is none of them,
+            whatever its type: a host known under RSA presenting ed25519 has changed too.
+    """
+    known = known_host_keys(trusted, label)
+    if not known:
+        return False
+    if any(key == presented for key in known):
+        return True
+    listed = ", ".join(f"{key.get_name()} {sha256_fingerprint(key)}" for key in known)
+    raise HostKeyMismatch(
+        label,
+        f"host key of {label} CHANGED: it presents {presented.get_name()} "
+        f"{sha256_fingerprint(presented)}, which does not match known_hosts ({listed}). "
+        "Refusing it: if the server was rebuilt, verify its new key out of band (e.g. the "
+        "fingerprints cloud-init printed on its console), then replace its line(s) in the SSH "
+        "block's known_hosts and run again.",
+    )
 
 
 class SshIdentity(Block):
@@ -127,17 +183,18 @@ class SshIdentity(Block):
 
         Raises:
             UnknownHostKey: `host` is not in `known_hosts`.
-            HostKeyMismatch: `host` presented another key.
+            HostKeyMismatch: `host` presented a key that is none of its keys in known_hosts
+                (of any type).
             SshConnectFailed: unreachable, timed out, or the login was refused.
         """
         port = port or self.port
         label = host if port == 22 else f"[{host}]:{port}"
-        client = paramiko.SSHClient()
         trusted = self.host_keys()
-        for hostname in trusted:
-            for key_type, key in trusted[hostname].items():
-                client.get_host_keys().add(hostname, key_type, key)
-        client.set_missing_host_key_policy(_RefuseUnknownHost())
+        known = known_host_keys(trusted, label)
+        client = paramiko.SSHClient()
+        # paramiko's client is given no keys, so every host goes through the policy, which
+        # compares with all the host's keys (paramiko itself compares one key type only).
+        client.set_missing_host_key_policy(_VerifyHostKey(trusted))
         try:
             client.connect(
                 host,
@@ -150,17 +207,9 @@ class SshIdentity(Block):
                 banner_timeout=self.connect_timeout,
                 auth_timeout=self.connect_timeout,
                 channel_timeout=self.connect_timeout,
+                transport_factory=lambda sock, **options: _transport(sock, known, **options),
             )
-        except paramiko.BadHostKeyException as error:
-            client.close()
-            raise HostKeyMismatch(
-                label,
-                f"host key of {label} does not match known_hosts: it presented "
-                f"{error.key.get_name()} {error.key.fingerprint}, known_hosts has "
-                f"{error.expected_key.get_name()} {error.expected_key.fingerprint}. Refusing to "
-                "connect: if the host was rebuilt, verify its new key and update the SSH block.",
-            ) from None
-        except UnknownHostKey:
+        except (UnknownHostKey, HostKeyMismatch):
             client.close()
             raise
         except paramiko.AuthenticationException as error:
@@ -181,13 +230,27 @@ class SshIdentity(Block):
         return client
 
 
-class _RefuseUnknownHost(paramiko.RejectPolicy):
-    """RejectPolicy with an error that says which host and what to do about it."""
+def _transport(sock, known: list[paramiko.PKey], **options) -> paramiko.Transport:
+    """A client transport asking first for the key types the host is known under."""
+    transport = paramiko.Transport(sock, **options)
+    security = transport.get_security_options()
+    security.key_types = preferred_key_types(known, security.key_types)
+    return transport
+
+
+class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
+    """Accepts a host's key only when it is one of the host's keys in the block's known_hosts;
+    refuses anything else with an error that says which host and what to do about it."""
+
+    def __init__(self, trusted: paramiko.HostKeys) -> None:
+        self.trusted = trusted
 
     def missing_host_key(self, client, hostname, key):
+        if check_host_key(hostname, key, self.trusted):
+            return
         raise UnknownHostKey(
             hostname,
             f"{hostname} is not in the SSH block's known_hosts (it presented "
-            f"{key.get_name()} {key.fingerprint}). Refusing to connect: verify the key out of "
-            "band and add its line to the block's known_hosts.",
+            f"{key.get_name()} {sha256_fingerprint(key)}). Refusing to connect: verify the key "
+            "out of band and add its line to the block's known_hosts.",
         )

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from blocks.ssh import SshIdentity
 from flows.host_setup import PipelineSetup, setup_pipeline_venv
+from pipeline_config.fields import NonEmptyStr
 from pipeline_config.render import OverrideSettings, render_override_cfg
 from tasks.host_setup import ensure_remote_file
 from tasks.ssh import RemoteCommandFailed, check, execute, stream_command
@@ -42,12 +43,12 @@ class RemoteRun(BaseModel):
     wait: bool = Field(
         default=True, description="Run in the foreground, streaming the output (--wait)."
     )
-    sudo_user: str | None = Field(
+    sudo_user: NonEmptyStr | None = Field(
         default="hadoop", description="Run as this user with sudo -Hu (None: the SSH login)."
     )
-    log_dir: str = Field(
+    log_dir: NonEmptyStr = Field(
         default="/var/log/analytics-tasks",
-        description="Detached runs log under <log_dir>/<remote-name>/.",
+        description="Detached runs log under `<log_dir>/<remote-name>/`.",
     )
     task_timeout_seconds: float = Field(default=86400, gt=0, description="Per task.")
 
@@ -147,13 +148,13 @@ def start_remote_task(
 
 @flow(name=FLOW_NAME)
 def run_remote_pipeline(
-    host: str,
-    tasks: list[str],
-    ssh_block: str = "analytics-ssh",
+    host: NonEmptyStr,
+    tasks: list[NonEmptyStr],
+    ssh_block: NonEmptyStr = "analytics-ssh",
     setup: PipelineSetup = PipelineSetup(),  # noqa: B008 - read-only parameter models
     skip_setup: bool = False,
     override_config: OverrideSettings | None = None,
-    override_config_path: str | None = None,
+    override_config_path: NonEmptyStr | None = None,
     run: RemoteRun = RemoteRun(),  # noqa: B008
 ) -> list[dict]:
     """Run pipeline tasks on the analytics node, one after the other.
@@ -165,7 +166,7 @@ def run_remote_pipeline(
         ssh_block: SSH Identity block (login, key, verified host keys).
         setup: The virtualenv (base dir, remote name, source, installer) remote-task builds.
         skip_setup: Do not check or install the virtualenv (--skip-setup).
-        override_config: Settings rendered into <base>/<remote-name>/override.cfg.
+        override_config: Settings rendered into `<base>/<remote-name>/override.cfg`.
         override_config_path: Or a file on the node copied there (--override-config).
         run: wait, sudo_user, log_dir and the per-task timeout.
 

@@ -1,11 +1,12 @@
 """The Prefect UI as operators see it, in a real browser: every deployment's run form shows each
-parameter's description as written, and a flow run's table artifacts are rendered as tables.
+parameter's description as written, and a flow run's table artifacts are rendered as tables;
+and what the form's Submit sends with a blank required string is refused, naming the field.
 
 One `prefect server start` with its UI, `prefect deploy --all` from this repository's
 prefect.yaml, and one headless Chromium (Debian's `chromium`, driven by Playwright; Playwright's
 own browser download is never used) for every page. The UI renders descriptions as Markdown
 (HTML tags removed), so `<stack>` outside a code span vanishes from the page: the check compares
-the page's text with each description's text as Markdown shows it (code-span backticks gone).
+the page's text with each description's text as Markdown shows it (`tests.parameter_schema`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect.exceptions import PrefectHTTPStatusError
 
 from tests.bed.prefect_server import PrefectServer, tail
 from tests.bed.programs import require_programs
 from tests.integration.test_deployment_e2e import REPO_ROOT, work_pools_in_prefect_yaml
+from tests.parameter_schema import described_fields, visible_text
 
 pytestmark = pytest.mark.slow
 
@@ -34,22 +37,6 @@ PAGE_TIMEOUT_MS = 30_000
 DEPLOYMENTS = {
     "daily", "nightly-backup", "analytics-stack", "analytics-host-setup", "analytics-remote-tasks",
 }  # fmt: skip
-
-
-def visible_text(markdown: str) -> str:
-    """The text a Markdown description shows: code spans without their backticks, any run of
-    white space (a line break in a docstring) as one space."""
-    return " ".join(markdown.replace("`", "").split())
-
-
-def described_fields(schema: dict) -> Iterator[tuple[str, str | None]]:
-    """(field, description) of every top-level parameter and every field of every model the
-    parameter schema defines (models appear in the form as nested sections)."""
-    for name, prop in schema.get("properties", {}).items():
-        yield name, prop.get("description")
-    for model, definition in schema.get("definitions", {}).items():
-        for name, prop in definition.get("properties", {}).items():
-            yield f"{model}.{name}", prop.get("description")
 
 
 def page_text(page) -> str:
@@ -175,3 +162,15 @@ def test_a_flow_runs_table_artifacts_are_rendered_as_tables(ui_server, page, tmp
         assert header == list(data[0]), (artifact.key, header)
         assert rows == [[str(v) for v in record.values()] for record in data], artifact.key
         assert re.search(re.escape(artifact.description), page_text(page)), artifact.key
+
+
+@pytest.mark.parametrize("node", ["", "   "])
+def test_a_run_with_a_blank_node_is_refused_by_the_api_naming_the_field(ui_server, node):
+    # what the run form's Submit sends; the deployment's schema (pattern \S) is enforced
+    with ui_server.client() as client:
+        deployment = client.read_deployment_by_name("backup-backend-node/nightly-backup")
+        with pytest.raises(PrefectHTTPStatusError) as refused:
+            client.create_flow_run_from_deployment(deployment.id, parameters={"node": node})
+        assert not any(r.deployment_id == deployment.id for r in client.read_flow_runs())
+    assert refused.value.response.status_code == 409
+    assert "Validation failed for field 'node'" in str(refused.value), str(refused.value)

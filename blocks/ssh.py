@@ -2,7 +2,9 @@
 
 Host keys are always verified against the block's own `known_hosts` text: an unknown host or
 a changed key is refused with an error naming the host (never paramiko's AutoAddPolicy, never
-`StrictHostKeyChecking no`, never the worker's ~/.ssh/known_hosts).
+`StrictHostKeyChecking no`, never the worker's ~/.ssh/known_hosts). A host is known by all its
+keys, as OpenSSH knows it: the key types known_hosts lists for it are asked for first, and a key
+of another type from a host known under some type is a changed key, not a new one.
 """
 
 from __future__ import annotations
@@ -16,12 +18,26 @@ from remote.ssh import (
     SshConnectFailed,
     SshError,
     UnknownHostKey,
+    check_host_key,
     connect,
+    known_host_keys,
     load_private_key,
     parse_known_hosts,
+    preferred_key_types,
+    sha256_fingerprint,
 )
 
-__all__ = ["HostKeyMismatch", "SshConnectFailed", "SshError", "SshIdentity", "UnknownHostKey"]
+__all__ = [
+    "HostKeyMismatch",
+    "SshConnectFailed",
+    "SshError",
+    "SshIdentity",
+    "UnknownHostKey",
+    "check_host_key",
+    "known_host_keys",
+    "preferred_key_types",
+    "sha256_fingerprint",
+]
 
 
 class SshIdentity(Block):
@@ -86,7 +102,8 @@ class SshIdentity(Block):
 
         Raises:
             UnknownHostKey: `host` is not in `known_hosts`.
-            HostKeyMismatch: `host` presented another key.
+            HostKeyMismatch: `host` presented a key that is none of its keys in known_hosts
+                (of any type).
             SshConnectFailed: unreachable, timed out, or the login was refused.
         """
         return connect(

@@ -39,6 +39,7 @@ from pipeline import config, engine, fs, report
 from pipeline.database import Database, settings_from
 from pipeline.enrollment_loads import ImportEnrollmentsIntoMysql
 from pipeline.total_events import WAREHOUSE_COUNTS, TotalEventsReportWorkflow, read_report
+from pipeline_config.fields import NonEmptyStr
 from tasks.parameters import fill_from_deployment
 from tasks.pipeline import run_pipeline_task
 
@@ -48,18 +49,18 @@ DEFAULT_PATTERNS = [r".*tracking.log-(?P<date>\d{8}).*\.gz", r".*tracking.log-(?
 class LogSelection(BaseModel):
     """Where the tracking logs are and which files to read."""
 
-    sources: list[str] = Field(
+    sources: list[NonEmptyStr] = Field(
         default=["tracking-logs/"],
         min_length=1,
         description="Directories or s3:// prefixes, searched recursively.",
     )
-    patterns: list[str] = Field(
+    patterns: list[NonEmptyStr] = Field(
         default=DEFAULT_PATTERNS,
         min_length=1,
-        description="Regular expressions on full paths; a (?P<date>...) "
+        description="Regular expressions on full paths; a `(?P<date>...)` "
         "group selects files by date.",
     )
-    expand_interval: str = Field(
+    expand_interval: NonEmptyStr = Field(
         default="2 days", description="How far beyond the interval to look for its events."
     )
     allow_empty: bool = Field(
@@ -72,21 +73,25 @@ class LogSelection(BaseModel):
 class Outputs(BaseModel):
     """Where results go. Relative paths are relative to the flow's working directory."""
 
-    warehouse: str = Field(default="warehouse/", description="Intermediate tables (path or s3://).")
-    report_dir: str = Field(default="reports/", description="Daily counts and the CSV report.")
-    sqlite_database: str = Field(
+    warehouse: NonEmptyStr = Field(
+        default="warehouse/", description="Intermediate tables (path or s3://)."
+    )
+    report_dir: NonEmptyStr = Field(
+        default="reports/", description="Daily counts and the CSV report."
+    )
+    sqlite_database: NonEmptyStr = Field(
         default="analytics-results.sqlite",
         description="Result database when no MySQL block is named.",
     )
-    result_database_block: str | None = Field(
+    result_database_block: NonEmptyStr | None = Field(
         default=None,
         description="Name of a MySQL Database block for the results (else the SQLite file).",
     )
-    lms_database_block: str | None = Field(
+    lms_database_block: NonEmptyStr | None = Field(
         default=None,
         description="Name of a MySQL Database block for the LMS (auth_userprofile, grades).",
     )
-    lms_sqlite_database: str = Field(
+    lms_sqlite_database: NonEmptyStr = Field(
         default="edxapp.sqlite", description="LMS database when no LMS block is named."
     )
 
@@ -181,7 +186,7 @@ def progress_reporter(artifact_id):
 
 @flow(name="analytics-import", log_prints=True)
 def analytics_import(
-    interval: str | None = None,
+    interval: NonEmptyStr | None = None,
     logs: LogSelection = LogSelection(),
     outputs: Outputs = Outputs(),
     overwrite_n_days: int = Field(default=3, ge=0, description="Days re-read from raw logs."),

@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.openstack import OpenStackCloud
+from pipeline_config.fields import NonEmptyStr
 from tasks.heat import apply_stack_plan, plan_stack, stack_resource_ids
 from tasks.inventory import (
     ANALYTICS_INI_GROUPS,
@@ -40,12 +41,12 @@ NETWORK_RESOURCE, SECURITY_GROUP_RESOURCE = "management_net", "server_security_g
 class AnalyticsServer(BaseModel):
     """Parameters of edx-analytics-server.yaml (network and security group are looked up)."""
 
-    name: str = Field(default="analytics", description="Nova server name.")
-    image: str = Field(..., min_length=1, description="Glance image, name or id.")
-    flavor: str = Field(default="m1.large", description="Nova flavor.")
-    key_name: str = Field(..., min_length=1, description="Nova key pair of the default user.")
-    public_net_id: str = Field(..., min_length=1, description="External network for the FIP.")
-    ip: str = Field(default="192.168.122.120", description="Fixed management address.")
+    name: NonEmptyStr = Field(default="analytics", description="Nova server name.")
+    image: NonEmptyStr = Field(..., description="Glance image, name or id.")
+    flavor: NonEmptyStr = Field(default="m1.large", description="Nova flavor.")
+    key_name: NonEmptyStr = Field(..., description="Nova key pair of the default user.")
+    public_net_id: NonEmptyStr = Field(..., description="External network for the FIP.")
+    ip: NonEmptyStr = Field(default="192.168.122.120", description="Fixed management address.")
     hadoop_size: int = Field(default=10, ge=1, description="Hadoop data volume, GB.")
     boot_timeout: int = Field(
         default=900, ge=60, le=7200, description="Seconds the node has to signal it is ready."
@@ -80,14 +81,14 @@ class AnalyticsServer(BaseModel):
 @flow(name=FLOW_NAME)
 def deploy_analytics_stack(
     server: AnalyticsServer,
-    stack_name: str = "analytics",
-    multi_node_stack: str = "multi",
-    openstack_block: str = "openstack",
+    stack_name: NonEmptyStr = "analytics",
+    multi_node_stack: NonEmptyStr = "multi",
+    openstack_block: NonEmptyStr = "openstack",
     timeout_seconds: float = 1800,
     poll_interval_seconds: float = 5,
     keep_failed: bool = False,
-    template_file: str | None = None,
-    inventory_dir: str | None = None,
+    template_file: NonEmptyStr | None = None,
+    inventory_dir: NonEmptyStr | None = None,
 ) -> dict:
     """Create, update or leave the analytics stack; return its outputs.
 

@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, field_validator
 from blocks.database import MySqlDatabase
 from blocks.openstack import OpenStackCloud
 from blocks.ssh import SshIdentity
+from pipeline_config.fields import NonEmptyStr
 from tasks.database import (
     DatabaseStatus,
     HealthCheck,
@@ -60,11 +61,11 @@ FLOW_NAME = "backup-backend-node"
 class VolumeSelection(BaseModel):
     """Which volumes of the node to snapshot, and how many snapshots of each to keep."""
 
-    patterns: list[str] = Field(
+    patterns: list[NonEmptyStr] = Field(
         default=["mysql_data", "mongodb_data"],
         min_length=1,
         description="Each selects exactly one in-use volume attached to the node, by a "
-        "substring of its name (Heat names volumes <stack>-<resource>-<id>).",
+        "substring of its name (Heat names volumes `<stack>-<resource>-<id>`).",
     )
     keep: int = Field(
         default=3,
@@ -91,17 +92,19 @@ class Consistency(BaseModel):
         description="lock: FLUSH TABLES WITH READ LOCK (reads go on; Galera node desynced). "
         "stop: stop MariaDB, start it again afterwards.",
     )
-    stop_command: str = Field(
+    stop_command: NonEmptyStr = Field(
         default="sudo -n systemctl stop mariadb", description="stop mode: stops MariaDB."
     )
-    start_command: str = Field(
+    start_command: NonEmptyStr = Field(
         default="sudo -n systemctl start mariadb",
         description="stop mode: starts MariaDB; run whatever failed, so it must be idempotent.",
     )
     start_attempts: int = Field(
         default=3, ge=1, le=10, description="stop mode: tries of the start command."
     )
-    sync_command: str = Field(default="sync", description="Flushes the node's file systems.")
+    sync_command: NonEmptyStr = Field(
+        default="sync", description="Flushes the node's file systems."
+    )
     hold_until_available: bool = Field(
         default=False,
         description="Keep writes blocked until the snapshots are available, not only "
@@ -112,12 +115,12 @@ class Consistency(BaseModel):
 class Safety(BaseModel):
     """What makes a node the wrong one to back up."""
 
-    database_vip: str | None = Field(
+    database_vip: NonEmptyStr | None = Field(
         default=None,
         description="The database VIP (keepalived moves it to the primary). The node is "
         "refused if it holds it. Required unless force is set.",
     )
-    address_command: str = Field(
+    address_command: NonEmptyStr = Field(
         default="ip -o addr show", description="Lists the node's addresses, run on the node."
     )
     primary_metadata: dict[str, str] = Field(
@@ -141,17 +144,17 @@ class Safety(BaseModel):
 class Access(BaseModel):
     """Which blocks hold the credentials, and where the node is reached."""
 
-    openstack_block: str = Field(default="openstack", description="OpenStack Cloud block.")
-    ssh_block: str = Field(default="backend-ssh", description="SSH Identity block.")
-    database_block: str = Field(
+    openstack_block: NonEmptyStr = Field(default="openstack", description="OpenStack Cloud block.")
+    ssh_block: NonEmptyStr = Field(default="backend-ssh", description="SSH Identity block.")
+    database_block: NonEmptyStr = Field(
         default="backend-database",
         description="MySQL Database block: its credentials and port are used on the node's "
         "address, never its host (which may be the VIP).",
     )
-    network: str | None = Field(
+    network: NonEmptyStr | None = Field(
         default=None, description="Network whose fixed address reaches the node."
     )
-    address: str | None = Field(
+    address: NonEmptyStr | None = Field(
         default=None, description="Reach the node here instead (SSH and MariaDB)."
     )
 
@@ -181,7 +184,9 @@ class Timeouts(BaseModel):
         default=30, ge=0, description="Wait for another backup of this node to finish."
     )
     cloud_retries: int = Field(default=3, ge=0, le=10, description="Transient cloud errors.")
-    cloud_retry_delay_seconds: float = Field(default=10, ge=0)
+    cloud_retry_delay_seconds: float = Field(
+        default=10, ge=0, description="Pause before retrying a transient cloud error."
+    )
 
 
 class BackupRefused(RuntimeError):
@@ -311,7 +316,7 @@ def _seconds_between(start: str, end: str) -> float | None:
 
 @flow(name=FLOW_NAME)
 def backup_backend_node(
-    node: str,
+    node: NonEmptyStr,
     # read-only parameter models, rendered as forms (B008: see pyproject's immutable calls)
     volumes: VolumeSelection = VolumeSelection(),
     consistency: Consistency = Consistency(),

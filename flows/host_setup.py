@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from blocks.database import MySqlDatabase
 from blocks.openstack import OpenStackCloud
 from blocks.ssh import SshIdentity
+from pipeline_config.fields import NonEmptyStr
 from pipeline_config.render import OverrideSettings, render_override_cfg
 from remote.setup import PipelineSetup
 from tasks.host_setup import (
@@ -51,68 +52,84 @@ _INSIGHTS = (
 class HostAccess(BaseModel):
     """How the node is found and reached, and how far its host key is trusted."""
 
-    openstack_block: str | None = Field(
+    openstack_block: NonEmptyStr | None = Field(
         default="openstack",
         description="OpenStack Cloud block: finds the server and reads its console log for "
         "the host key fingerprints. None: no cloud (then `address` is required).",
     )
-    ssh_block: str = Field(
+    ssh_block: NonEmptyStr = Field(
         default="analytics-ssh",
         description="SSH Identity block the flow logs in with; verified host keys are saved "
         "into its known_hosts.",
     )
-    network: str | None = Field(default=None, description="Network of the fixed address.")
-    address: str | None = Field(default=None, description="Reach the node here instead.")
+    network: NonEmptyStr | None = Field(default=None, description="Network of the fixed address.")
+    address: NonEmptyStr | None = Field(default=None, description="Reach the node here instead.")
     trust_on_first_use: bool = Field(
         default=False,
         description="Accept a new host key the console log cannot confirm (no fingerprints "
         "there). A key contradicting the console or known_hosts is refused regardless.",
     )
-    also_verify: list[str] = Field(
+    also_verify: list[NonEmptyStr] = Field(
         default=[],
         description="Other servers (names or ids, e.g. the backends) whose host keys are "
         "verified and recorded too.",
     )
-    host_key_timeout_seconds: float = Field(default=15, gt=0)
+    host_key_timeout_seconds: float = Field(
+        default=15, gt=0, description="Seconds to reach each server and read its host key."
+    )
 
 
 class KeyDistribution(BaseModel):
     """The deploy key: authorized on the node, and its pair copied there (as the seed did)."""
 
-    deploy_key_block: str | None = Field(
+    deploy_key_block: NonEmptyStr | None = Field(
         default=None,
         description="SSH Identity block holding the deploy key pair (private key as a secret). "
         "None: skip both key steps.",
     )
-    authorized_keys: str = Field(default="~/.ssh/authorized_keys")
+    authorized_keys: NonEmptyStr = Field(
+        default="~/.ssh/authorized_keys",
+        description="The login's authorized_keys file on the node; the deploy public key is "
+        "added to it.",
+    )
     copy_key_pair: bool = Field(default=True, description="Also copy the pair to the node.")
-    key_pair_directory: str = Field(default="~/.ssh")
-    key_pair_name: str = Field(default="id_rsa", pattern=r"^[A-Za-z0-9._-]+$")
+    key_pair_directory: NonEmptyStr = Field(
+        default="~/.ssh", description="Directory on the node the key pair is copied into (0700)."
+    )
+    key_pair_name: str = Field(
+        default="id_rsa",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="File name of the copied private key; the public key gets `.pub` added.",
+    )
 
 
 class InsightsMigration(BaseModel):
     """The Insights migration fix of the seed (tables missing behind a 500 on /courses)."""
 
-    enabled: bool = Field(default=False)
-    check_command: str = Field(
+    enabled: bool = Field(
+        default=False, description="Run the fix when the check command says it is needed."
+    )
+    check_command: NonEmptyStr = Field(
         default=_INSIGHTS.format(options="--check"),
         description="Exits 0 when nothing needs migrating.",
     )
-    command: str = Field(
+    command: NonEmptyStr = Field(
         default=_INSIGHTS.format(options="--run-syncdb"),
         description="The fix, as the insights user.",
     )
-    timeout_seconds: float = Field(default=600, gt=0)
+    timeout_seconds: float = Field(
+        default=600, gt=0, description="Seconds the check and the fix may each take."
+    )
 
 
 @flow(name=FLOW_NAME)
 def setup_analytics_host(
-    server: str,
+    server: NonEmptyStr,
     access: HostAccess = HostAccess(),  # noqa: B008 - read-only parameter models (UI forms)
     keys: KeyDistribution = KeyDistribution(),  # noqa: B008
     pipeline: PipelineSetup = PipelineSetup(),  # noqa: B008
     override: OverrideSettings | None = None,
-    database_credentials: dict[str, str] | None = None,
+    database_credentials: dict[NonEmptyStr, NonEmptyStr] | None = None,
     insights: InsightsMigration = InsightsMigration(),  # noqa: B008
 ) -> list[dict]:
     """Bring the analytics node to the wanted state; every step reports ok or changed.

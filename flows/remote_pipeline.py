@@ -23,6 +23,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks.ssh import SshIdentity
+from pipeline_config.fields import NonEmptyStr
 from pipeline_config.render import OverrideSettings, render_override_cfg
 from remote.run import (
     RemoteRun,
@@ -80,13 +81,13 @@ def start_remote_task(
 
 @flow(name=FLOW_NAME)
 def run_remote_pipeline(
-    host: str,
-    tasks: list[str],
-    ssh_block: str = "analytics-ssh",
+    host: NonEmptyStr,
+    tasks: list[NonEmptyStr],
+    ssh_block: NonEmptyStr = "analytics-ssh",
     setup: PipelineSetup = PipelineSetup(),  # noqa: B008 - read-only parameter models
     skip_setup: bool = False,
     override_config: OverrideSettings | None = None,
-    override_config_path: str | None = None,
+    override_config_path: NonEmptyStr | None = None,
     run: RemoteRun = RemoteRun(),  # noqa: B008
 ) -> list[dict]:
     """Run pipeline tasks on the analytics node, one after the other.
@@ -98,7 +99,7 @@ def run_remote_pipeline(
         ssh_block: SSH Identity block (login, key, verified host keys).
         setup: The virtualenv (base dir, remote name, source, installer) remote-task builds.
         skip_setup: Do not check or install the virtualenv (--skip-setup).
-        override_config: Settings rendered into <base>/<remote-name>/override.cfg.
+        override_config: Settings rendered into `<base>/<remote-name>/override.cfg`.
         override_config_path: Or a file on the node copied there (--override-config).
         run: wait, sudo_user, log_dir and the per-task timeout.
 

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline import fs, selection
+from pipeline_config.fields import NonEmptyStr
 
 TEMPLATE_FILE = Path(__file__).with_name("override.cfg.template")
 
@@ -88,16 +89,16 @@ class _Strict(BaseModel):
 class EventLogs(_Strict):
     """``[event-logs]``: which tracking logs the pipeline reads."""
 
-    source: list[str] = Field(
+    source: list[NonEmptyStr] = Field(
         min_length=1,
         description="Directories or s3:// prefixes holding tracking logs, searched recursively.",
     )
-    pattern: list[str] = Field(
+    pattern: list[NonEmptyStr] = Field(
         default=list(DEFAULT_PATTERNS),
         min_length=1,
-        description="Regular expressions on full paths; a (?P<date>...) group selects by date.",
+        description="Regular expressions on full paths; a `(?P<date>...)` group selects by date.",
     )
-    expand_interval: str = Field(
+    expand_interval: NonEmptyStr = Field(
         default="2 days", description="How far beyond the interval to look for its events."
     )
 
@@ -130,10 +131,10 @@ class EventLogs(_Strict):
 class DatabaseSettings(_Strict):
     """``[database-export]`` / ``[database-import]``: a database name and its credentials file."""
 
-    database: str = Field(
-        min_length=1, description="Schema name (MySQL) or SQLite file without credentials."
+    database: NonEmptyStr = Field(
+        description="Schema name (MySQL) or SQLite file without credentials."
     )
-    credentials: str | None = Field(
+    credentials: NonEmptyStr | None = Field(
         default=None,
         description="Absolute path of the JSON credentials file on the analytics node; "
         "None: SQLite.",
@@ -153,12 +154,12 @@ class DatabaseSettings(_Strict):
 class OverrideSettings(_Strict):
     """Everything ``override.cfg.template`` needs; every other setting keeps its default."""
 
-    elasticsearch_host: str = Field(
+    elasticsearch_host: NonEmptyStr = Field(
         description="Elasticsearch URL for ``[elasticsearch] host``, e.g. "
         "http://192.168.122.111:9201/."
     )
-    event_logs: EventLogs
-    warehouse_path: str = Field(
+    event_logs: EventLogs = Field(description="``[event-logs]``: which tracking logs to read.")
+    warehouse_path: NonEmptyStr = Field(
         description="``[hive] warehouse_path``: intermediate tables (local path or s3://)."
     )
     engine: Literal["local", "hadoop", "emu"] = Field(

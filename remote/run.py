@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, Field, field_validator
 
+from pipeline_config.fields import NonEmptyStr
 from remote.setup import PipelineSetup, StepResult, put_file
 from remote.ssh import CommandResult, Connector, check, execute, stream_command
 
@@ -32,13 +33,13 @@ class RemoteRun(BaseModel):
     wait: bool = Field(
         default=True, description="Run in the foreground, streaming the output (--wait)."
     )
-    sudo_user: str | None = Field(
+    sudo_user: NonEmptyStr | None = Field(
         default="hadoop",
         description="Run as this user with sudo -Hu (None, or the login itself: directly).",
     )
-    log_dir: str = Field(
+    log_dir: NonEmptyStr = Field(
         default="/var/log/analytics-tasks",
-        description="Detached runs log under <log_dir>/<remote-name>/.",
+        description="Detached runs log under `<log_dir>/<remote-name>/`.",
     )
     task_timeout_seconds: float = Field(default=86400, gt=0, description="Per task.")
 

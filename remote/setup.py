@@ -22,6 +22,7 @@ from typing import Literal
 import paramiko
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from pipeline_config.fields import NonEmptyStr
 from remote.ssh import (
     Connector,
     check,
@@ -55,21 +56,28 @@ class PipelineSetup(BaseModel):
     """The pipeline's virtualenv on the node, laid out as remote-task does."""
 
     enabled: bool = Field(default=True, description="Install or check the virtualenv.")
-    base_dir: str = Field(default="/var/lib/analytics-tasks")
-    remote_name: str = Field(
+    base_dir: NonEmptyStr = Field(
+        default="/var/lib/analytics-tasks",
+        description="Absolute directory on the node holding the pipeline (remote-task's base).",
+    )
+    remote_name: NonEmptyStr = Field(
         default="analyticstack", description="Directory under base_dir (remote-task's ID)."
     )
     source: Literal["project", "git"] = Field(
         default="project", description="project: this project's source; git: repo + branch."
     )
-    repo: str | None = Field(default=None, description="git source: repository URL.")
-    branch: str = Field(default="master", description="git source: branch.")
+    repo: NonEmptyStr | None = Field(default=None, description="git source: repository URL.")
+    branch: NonEmptyStr = Field(default="master", description="git source: branch.")
     installer: Literal["pip", "uv"] = Field(default="pip", description="pip or uv on the node.")
-    python: str = Field(default="python3", description="Python the virtualenv is made with.")
-    install_options: list[str] = Field(
+    python: NonEmptyStr = Field(
+        default="python3", description="Python the virtualenv is made with."
+    )
+    install_options: list[NonEmptyStr] = Field(
         default=[], description="Extra installer options (e.g. an index URL, --offline)."
     )
-    install_timeout_seconds: float = Field(default=1800, gt=0)
+    install_timeout_seconds: float = Field(
+        default=1800, gt=0, description="Seconds the virtualenv installation may take."
+    )
 
     @field_validator("base_dir")
     @classmethod

@@ -14,14 +14,16 @@ own timeout (`RemoteCommandTimeout`).
 
 from __future__ import annotations
 
+import base64
 import collections
+import hashlib
 import io
 import os
 import posixpath
 import select
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -126,6 +128,63 @@ def how_to_verify(address: str, port: int) -> str:
     )
 
 
+def sha256_fingerprint(key: paramiko.PKey) -> str:
+    """`SHA256:<base64>`, as `ssh-keygen -l` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_host_keys(trusted: paramiko.HostKeys, label: str) -> list[paramiko.PKey]:
+    """Every key known_hosts lists for `label` (`address` or `[address]:port`, maybe hashed)."""
+    return list((trusted.lookup(label) or {}).values())
+
+
+def preferred_key_types(known: Iterable[paramiko.PKey], offered: Iterable[str]) -> list[str]:
+    """`offered` host key algorithms with those of the `known` keys first.
+
+    The server picks the first algorithm of the client's list it has a key for, so a host
+    that still has a known key presents that one rather than another of its keys; an RSA key
+    (`ssh-rsa` in known_hosts) is asked for with its SHA-2 signature algorithms first.
+    """
+    offered = list(offered)
+    wanted: list[str] = []
+    for key in known:
+        name = key.get_name()
+        wanted += ["rsa-sha2-512", "rsa-sha2-256", name] if name == "ssh-rsa" else [name]
+    first = [name for name in dict.fromkeys(wanted) if name in offered]
+    return first + [name for name in offered if name not in first]
+
+
+def check_host_key(
+    label: str,
+    presented: paramiko.PKey,
+    trusted: paramiko.HostKeys,
+    *,
+    known_hosts: str = "the SSH block's known_hosts",
+    fix: str = "verify its new key out of band (e.g. the fingerprints cloud-init printed on "
+    "its console), then replace its line(s) in the SSH block's known_hosts and run again",
+) -> bool:
+    """True when `presented` is one of the keys known_hosts lists for `label`; False when it
+    lists none (an unknown host).
+
+    Raises:
+        HostKeyMismatch: known_hosts lists keys for `label`, and `presented` is none of them,
+            whatever its type: a host known under RSA presenting ed25519 has changed too.
+    """
+    known = known_host_keys(trusted, label)
+    if not known:
+        return False
+    if any(key == presented for key in known):
+        return True
+    listed = ", ".join(f"{key.get_name()} {sha256_fingerprint(key)}" for key in known)
+    raise HostKeyMismatch(
+        label,
+        f"host key of {label} CHANGED: it presents {presented.get_name()} "
+        f"{sha256_fingerprint(presented)}, which does not match known_hosts ({listed}) in "
+        f"{known_hosts}. Refusing it: if the server was rebuilt, {fix}.",
+    )
+
+
 def connect(
     host: str,
     port: int,
@@ -153,11 +212,11 @@ def connect(
         SshConnectFailed: unreachable, timed out, or the login was refused.
     """
     label = known_hosts_label(host, port)
+    known = known_host_keys(trusted, label)
     client = paramiko.SSHClient()
-    for hostname in trusted:
-        for key_type, key in trusted[hostname].items():
-            client.get_host_keys().add(hostname, key_type, key)
-    client.set_missing_host_key_policy(_RefuseUnknownHost(known_hosts, port))
+    # paramiko's client is given no keys, so every host goes through the policy, which compares
+    # with all the host's keys (paramiko itself compares one key type only)
+    client.set_missing_host_key_policy(_VerifyHostKey(trusted, known_hosts, port, fix_changed))
     try:
         client.connect(
             host,
@@ -170,18 +229,9 @@ def connect(
             banner_timeout=timeout,
             auth_timeout=timeout,
             channel_timeout=timeout,
+            transport_factory=lambda sock, **options: _transport(sock, known, **options),
         )
-    except paramiko.BadHostKeyException as error:
-        client.close()
-        raise HostKeyMismatch(
-            label,
-            f"host key of {label} does not match known_hosts ({known_hosts}): it presented "
-            f"{error.key.get_name()} {error.key.fingerprint}, known_hosts has "
-            f"{error.expected_key.get_name()} {error.expected_key.fingerprint}. Refusing to "
-            f"connect: if the host was rebuilt, {how_to_verify(host, port)}, then "
-            f"{fix_changed}.",
-        ) from None
-    except UnknownHostKey:
+    except (UnknownHostKey, HostKeyMismatch):
         client.close()
         raise
     except paramiko.AuthenticationException as error:
@@ -202,19 +252,35 @@ def connect(
     return client
 
 
-class _RefuseUnknownHost(paramiko.RejectPolicy):
-    """RejectPolicy with an error that says which host, its fingerprint and what to do."""
+def _transport(sock, known: list[paramiko.PKey], **options) -> paramiko.Transport:
+    """A client transport asking first for the key types the host is known under."""
+    transport = paramiko.Transport(sock, **options)
+    security = transport.get_security_options()
+    security.key_types = preferred_key_types(known, security.key_types)
+    return transport
 
-    def __init__(self, known_hosts: str, port: int) -> None:
-        self.known_hosts = known_hosts
-        self.port = port
+
+class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
+    """Accepts a host's key only when it is one of the host's keys in `trusted`; refuses
+    anything else with an error that says which host, its fingerprint and what to do."""
+
+    def __init__(
+        self, trusted: paramiko.HostKeys, known_hosts: str, port: int, fix_changed: str
+    ) -> None:
+        self.trusted, self.known_hosts, self.port = trusted, known_hosts, port
+        self.fix_changed = fix_changed
 
     def missing_host_key(self, client, hostname, key):
         address = hostname[1:].rsplit("]:", 1)[0] if hostname.startswith("[") else hostname
+        if check_host_key(
+            hostname, key, self.trusted, known_hosts=self.known_hosts,
+            fix=f"{how_to_verify(address, self.port)}, then {self.fix_changed}",
+        ):  # fmt: skip
+            return
         raise UnknownHostKey(
             hostname,
             f"{hostname} is not in known_hosts ({self.known_hosts}); it presented "
-            f"{key.get_name()} {key.fingerprint}. Refusing to connect: "
+            f"{key.get_name()} {sha256_fingerprint(key)}. Refusing to connect: "
             f"{how_to_verify(address, self.port)}; if they match, add its line "
             f"(`ssh-keyscan -p {self.port} {address}`) to {self.known_hosts}.",
         )

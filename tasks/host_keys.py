@@ -12,15 +12,15 @@ only the cloud and the project can read)::
 
 (lines may carry a prefix such as ``ec2:`` or a kernel timestamp). `fetch_host_key` asks the
 host for its key over a bare SSH transport (key exchange only, nothing is authenticated or
-sent), and `verify_host_key` decides: a key already in known_hosts must be the same key (else
-`HostKeyMismatch`); a new key must match the console's fingerprint or key of its type (else
-`HostKeyNotVerified`), and without any console fingerprints it is trusted on first use only
-when the operator opted in.
+sent), and `verify_host_key` decides: a host already in known_hosts must present one of its
+keys there, whatever the type (else `HostKeyMismatch`: a host known under RSA that presents
+ed25519 has changed, it is not new); a new host's key must match the console's fingerprint or
+key of its type (else `HostKeyNotVerified`), and without any console fingerprints it is
+trusted on first use only when the operator opted in.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import socket
@@ -29,7 +29,16 @@ from typing import Literal
 
 import paramiko
 
-from remote.ssh import HostKeyMismatch, SshConnectFailed, SshError, known_hosts_label
+from remote.ssh import (
+    SshConnectFailed,
+    SshError,
+    check_host_key,
+    known_hosts_label,
+    preferred_key_types,
+    sha256_fingerprint,
+)
+
+__all__ = ["known_hosts_label", "sha256_fingerprint"]  # re-exported: used by every message here
 
 _FINGERPRINT_LINE = re.compile(
     r"(?P<bits>\d+)\s+(?P<fp>(?:SHA256:[A-Za-z0-9+/]+=*)|(?:(?:MD5:)?(?:[0-9a-f]{2}:){15}[0-9a-f]{2}))"
@@ -104,17 +113,20 @@ def parse_console_keys(text: str) -> ConsoleKeys:
     return ConsoleKeys(tuple(fingerprints), tuple(keys))
 
 
-def sha256_fingerprint(key: paramiko.PKey) -> str:
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
 def md5_fingerprint(key: paramiko.PKey) -> str:
     return "MD5:" + ":".join(f"{b:02x}" for b in hashlib.md5(key.asbytes()).digest())  # noqa: S324
 
 
-def fetch_host_key(address: str, port: int = 22, timeout: float = 15) -> paramiko.PKey:
+def fetch_host_key(
+    address: str,
+    port: int = 22,
+    timeout: float = 15,
+    known: list[paramiko.PKey] | None = None,
+) -> paramiko.PKey:
     """The key the host presents, from a key exchange only (no authentication, no command).
+
+    The types of the `known` keys are asked for first (as OpenSSH does), so a host that still
+    has its known key presents it even if it has other keys too.
 
     Raises:
         SshConnectFailed: unreachable, or the SSH handshake failed.
@@ -125,6 +137,8 @@ def fetch_host_key(address: str, port: int = 22, timeout: float = 15) -> paramik
     except OSError as error:
         raise SshConnectFailed(label, f"cannot connect to {label}: {error}") from None
     transport = paramiko.Transport(sock)
+    security = transport.get_security_options()
+    security.key_types = preferred_key_types(known or [], security.key_types)
     try:
         transport.banner_timeout = timeout
         transport.start_client(timeout=timeout)
@@ -161,23 +175,15 @@ def verify_host_key(
     """Decide whether `presented` may be trusted for `address` (see the module docstring).
 
     Raises:
-        HostKeyMismatch: known_hosts has another key of that host (of the presented type).
+        HostKeyMismatch: known_hosts lists keys of that host and the presented key is none of
+            them, of whatever type (trust on first use or not).
         HostKeyNotVerified: new, and the console contradicts it or (without TOFU) is silent.
     """
     label = known_hosts_label(address, port)
     fingerprint = sha256_fingerprint(presented)
-    known = trusted.lookup(label) or {}
     key_type = presented.get_name()
-    if key_type in known:
-        if known[key_type] == presented:
-            return HostKeyCheck(address, label, key_type, fingerprint, "known_hosts", "ok")
-        raise HostKeyMismatch(
-            label,
-            f"host key of {label} CHANGED: it presents {key_type} {fingerprint}, the SSH block's "
-            f"known_hosts has {sha256_fingerprint(known[key_type])}. Refusing it: if the server "
-            "was rebuilt, remove its old line from the block's known_hosts after checking why, "
-            "then run again (the console log will be checked).",
-        )
+    if check_host_key(label, presented, trusted):
+        return HostKeyCheck(address, label, key_type, fingerprint, "known_hosts", "ok")
     verdict = console_matches(presented, console)
     if verdict is True:
         return HostKeyCheck(address, label, key_type, fingerprint, "console", "changed")

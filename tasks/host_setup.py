@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from blocks.ssh import SshIdentity
+from blocks.ssh import SshIdentity, known_host_keys
 from remote.setup import PipelineSetup, StepResult, ensure_dir, ensure_venv, put_file
 from remote.ssh import open_sftp, read_remote_file, remote_path, write_remote_file
 from tasks.host_keys import (
     ConsoleKeys,
     fetch_host_key,
+    known_hosts_label,
     known_hosts_with,
     parse_console_keys,
     verify_host_key,
@@ -55,13 +56,11 @@ def verify_and_record_host_key(
 
     Raises HostKeyMismatch (a changed key) or HostKeyNotVerified (see tasks.host_keys).
     """
-    presented = fetch_host_key(address, identity.port, timeout)
     trusted = identity.host_keys()
-    label_known = trusted.lookup(f"[{address}]:{identity.port}" if identity.port != 22 else address)
-    needs_console = not label_known or presented.get_name() not in label_known
-    console = (
-        console_keys(conn, server_id) if needs_console and conn and server_id else ConsoleKeys()
-    )
+    known = known_host_keys(trusted, known_hosts_label(address, identity.port))
+    presented = fetch_host_key(address, identity.port, timeout, known)
+    # a known host is judged by known_hosts alone: the console only vouches for new hosts
+    console = console_keys(conn, server_id) if not known and conn and server_id else ConsoleKeys()
     verdict = verify_host_key(
         address, identity.port, presented, trusted, console, trust_on_first_use=trust_on_first_use
     )

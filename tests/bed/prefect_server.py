@@ -2,9 +2,9 @@
 
 `PrefectServer` runs `python -m prefect server start` in its own process group, with its own
 PREFECT_HOME (SQLite database `home/prefect.db`, profiles, local result storage) under
-`base_dir`, on a free port, analytics and UI off. `start()` returns once `GET /api/health`
-answers (about 10 s on the 2-core machine: mostly the database migrations); `stop()` terminates
-the server's process group.
+`base_dir`, on a free port, analytics off, the UI off unless `ui=True` (then served at `url`).
+`start()` returns once `GET /api/health` answers (about 10 s on the 2-core machine: mostly the
+database migrations); `stop()` terminates the server's process group.
 
 Everything pointed at the server uses `env()`: the current environment without any inherited
 `PREFECT_*` variable (a developer's PREFECT_API_URL or profile never leaks in), plus
@@ -112,6 +112,7 @@ class PrefectServer:
     host: str = HOST
     port: int = 0
     scheduler: bool = False
+    ui: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -146,10 +147,12 @@ class PrefectServer:
 
     def _server_env(self) -> dict[str, str]:
         env = self.env(
-            PREFECT_SERVER_UI_ENABLED="false",
+            PREFECT_SERVER_UI_ENABLED=str(self.ui).lower(),
             PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED=str(self.scheduler).lower(),
         )
         del env["PREFECT_API_URL"]  # the server itself needs none
+        if self.ui:  # the UI's pages call the API at this address (default: port 4200)
+            env["PREFECT_SERVER_UI_API_URL"] = self.api_url
         return env
 
     def start(self, timeout: float = STARTUP_TIMEOUT) -> PrefectServer:

@@ -3,6 +3,7 @@ failures named by host and command, a cut connection is a failure."""
 
 from __future__ import annotations
 
+import base64
 import io
 import socket
 import threading
@@ -11,7 +12,14 @@ import time
 import paramiko
 import pytest
 
-from blocks.ssh import HostKeyMismatch, SshConnectFailed, SshIdentity, UnknownHostKey
+from blocks.ssh import (
+    HostKeyMismatch,
+    SshConnectFailed,
+    SshIdentity,
+    UnknownHostKey,
+    sha256_fingerprint,
+)
+from tasks.host_keys import fetch_host_key
 from tasks.ssh import (
     ConnectionLost,
     RemoteCommandFailed,
@@ -19,6 +27,7 @@ from tasks.ssh import (
     read_host_facts,
     run_command,
 )
+from tests.bed.sshd import generate_key, public_key_line
 
 pytestmark = pytest.mark.slow
 
@@ -125,3 +134,40 @@ def test_host_facts_come_from_the_host_itself(ssh_host):
 
     assert facts.hostname == socket.gethostname()
     assert facts.has_address("127.0.0.1")
+
+
+def rsa_line_the_host_does_not_have(host, tmp_path) -> str:
+    key = generate_key(tmp_path / "old-rsa-host-key", key_type="rsa")
+    return f"{host.known_hosts_name} {public_key_line(key)}"
+
+
+def test_a_host_known_under_rsa_presenting_ed25519_has_changed(ssh_host, tmp_path):
+    # as after a rebuild whose new image has an ed25519 key only: not a new host
+    known = rsa_line_the_host_does_not_have(ssh_host, tmp_path)
+    identity = identity_for(ssh_host, known_hosts=known)
+
+    with pytest.raises(HostKeyMismatch) as refused:
+        identity.connect(ssh_host.address)
+
+    label = f"[{ssh_host.address}]:{ssh_host.port}"
+    presented = paramiko.Ed25519Key(filename=str(ssh_host.host_key))
+    old = paramiko.PKey.from_type_string("ssh-rsa", base64.b64decode(known.split()[2]))
+    assert refused.value.host == label
+    assert f"{label} CHANGED: it presents ssh-ed25519 {sha256_fingerprint(presented)}" in str(
+        refused.value
+    )
+    assert f"known_hosts (ssh-rsa {sha256_fingerprint(old)})" in str(refused.value)
+
+
+def test_a_host_with_a_known_rsa_key_and_a_new_ed25519_key_is_reached_by_its_rsa_key(ssh_host):
+    rsa_line = ssh_host.add_host_key("rsa")
+    # unasked, the host presents ed25519 (the first type paramiko offers)
+    assert fetch_host_key(ssh_host.address, ssh_host.port).get_name() == "ssh-ed25519"
+
+    client = identity_for(ssh_host, known_hosts=rsa_line).connect(ssh_host.address)
+    client.close()
+    known = SshIdentity(username="x", private_key="-", known_hosts=rsa_line).host_keys()
+    presented = fetch_host_key(
+        ssh_host.address, ssh_host.port, known=list(known[ssh_host.known_hosts_name].values())
+    )
+    assert presented.get_name() == "ssh-rsa"

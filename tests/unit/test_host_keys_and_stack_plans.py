@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from blocks.ssh import HostKeyMismatch
+from blocks.ssh import HostKeyMismatch, check_host_key, preferred_key_types
 from flows.analytics_stack import TEMPLATE
 from tasks.heat import StackBusy, StackInfo, diff_stack, load_template, wanted_parameters
 from tasks.host_keys import (
@@ -134,3 +134,56 @@ def test_pipeline_setup_is_checked_before_anything_runs():
     with pytest.raises(ValueError, match="remote_name '../x'"):
         PipelineSetup(remote_name="../x")
     assert PipelineSetup().home == "/var/lib/analytics-tasks/analyticstack"
+
+
+RSA = paramiko.RSAKey.generate(2048)
+
+
+def test_a_host_known_under_another_key_type_has_changed_with_or_without_tofu():
+    trusted = paramiko.HostKeys()
+    trusted.add("[10.0.0.5]:2222", "ssh-rsa", RSA)
+    # even a console log vouching for the new key does not make it new
+    good = parse_console_keys(console(f"256 {sha256_fingerprint(KEY)} root@h (ED25519)"))
+    for tofu in (False, True):
+        with pytest.raises(HostKeyMismatch) as refused:
+            verify_host_key("10.0.0.5", 2222, KEY, trusted, good, trust_on_first_use=tofu)
+        message = str(refused.value)
+        assert refused.value.host == "[10.0.0.5]:2222"
+        assert f"[10.0.0.5]:2222 CHANGED: it presents ssh-ed25519 {sha256_fingerprint(KEY)}" in (
+            message
+        )
+        assert f"known_hosts (ssh-rsa {sha256_fingerprint(RSA)})" in message
+
+
+def test_a_host_is_known_by_all_its_keys():
+    trusted = paramiko.HostKeys()
+    trusted.add("10.0.0.5", "ssh-rsa", RSA)
+    trusted.add("10.0.0.5", "ssh-ed25519", KEY)
+    for key in (KEY, RSA):
+        assert verify_host_key("10.0.0.5", 22, key, trusted, parse_console_keys("")).status == "ok"
+        assert check_host_key("10.0.0.5", key, trusted) is True
+    other = ed25519_public_key()
+    with pytest.raises(HostKeyMismatch, match=r"ssh-rsa SHA256:.*, ssh-ed25519 SHA256:") as refused:
+        check_host_key("10.0.0.5", other, trusted)
+    assert sha256_fingerprint(other) in str(refused.value)
+    assert check_host_key("10.0.0.6", other, trusted) is False  # unknown, not changed
+
+
+def test_hashed_known_hosts_entries_count_as_known():
+    hashed = paramiko.HostKeys.hash_host("10.0.0.5")
+    trusted = paramiko.HostKeys()
+    trusted.add(hashed, "ssh-rsa", RSA)
+    with pytest.raises(HostKeyMismatch, match="10.0.0.5 CHANGED"):
+        check_host_key("10.0.0.5", KEY, trusted)
+
+
+def test_known_key_types_are_asked_for_first():
+    offered = list(paramiko.Transport._preferred_keys)
+    assert offered[0] == "ssh-ed25519"  # paramiko's own choice when nothing is known
+    rsa_first = preferred_key_types([RSA], offered)
+    assert rsa_first[:2] == ["rsa-sha2-512", "rsa-sha2-256"]
+    assert sorted(rsa_first) == sorted(offered)  # nothing added, nothing lost
+    assert preferred_key_types([KEY, RSA], offered)[:3] == [
+        "ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256",
+    ]  # fmt: skip
+    assert preferred_key_types([], offered) == offered

@@ -9,6 +9,7 @@ sshd's user is the one running the tests.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -28,7 +29,7 @@ from flows.host_setup import (
 )
 from remote.setup import PROJECT_ROOT, project_source_files
 from tasks.host_keys import HostKeyNotVerified
-from tests.bed.sshd import SshHost, generate_ed25519_key
+from tests.bed.sshd import SshHost, generate_ed25519_key, generate_key, public_key_line
 from tests.fakes.openstack.console import console_log as cloud_init_console
 from tests.fakes.openstack.console import fingerprint_of
 
@@ -297,3 +298,24 @@ def test_git_source_installs_a_branch_and_follows_its_new_commits(
             server=ssh_host.address, access=HostAccess(openstack_block=None, ssh_block=block),
             pipeline=pipeline.model_copy(update={"branch": "nope"}),
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("trust_on_first_use", [False, True])
+def test_a_host_known_under_rsa_presenting_ed25519_stops_the_flow(
+    openstack_fake, ssh_host, tmp_path, trust_on_first_use
+):
+    # known_hosts has an RSA key for the node; its sshd now presents only an ed25519 key, which
+    # the console log even vouches for: a changed key all the same, not a new key type
+    old = generate_key(tmp_path / "old-rsa-host-key", key_type="rsa")
+    known = f"{ssh_host.known_hosts_name} {public_key_line(old)}\n"
+    site = Site(openstack_fake, ssh_host, tmp_path)
+    identity = SshIdentity.load(site.ssh_block)
+    identity.known_hosts = known
+    identity.save(site.ssh_block, overwrite=True)
+
+    label = re.escape(ssh_host.known_hosts_name)
+    with pytest.raises(HostKeyMismatch, match=rf"{label} CHANGED: it presents ssh-ed25519"):
+        site.run(access=site.access(trust_on_first_use=trust_on_first_use))
+    assert site.stored_known_hosts() == known
+    assert "deploy" not in ssh_host.authorized_keys.read_text()  # nothing else was done
+    assert "0 of 0 steps" in Artifact.get("host-setup-analytics").description

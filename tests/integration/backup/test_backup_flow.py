@@ -78,10 +78,17 @@ class Site:
         known = {s.id for s in self.old[pattern] + self.others}
         return [s for s in self.snapshots(pattern) if s.id not in known]
 
+    @property
+    def record_path(self) -> Path:
+        return self.probe_dir.parent / "node-record" / "backup-state.json"
+
     def consistency(self, mode: str, **overrides) -> Consistency:
         commands = {
             "stop_command": self.db.control_command("stop"),
             "start_command": self.db.control_command("start"),
+            # the node's record of a run's changes: in the test's directory, not in the login's
+            # real home (the bed's sshd logs in the current user)
+            "record_path": str(self.record_path),
         }
         return Consistency(mode=mode, **{**commands, **overrides})
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from prefect import flow, get_client, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import BaseModel, Field, field_validator
@@ -287,7 +289,8 @@ class BackupReport:
             end = block.ended_at.strftime("%H:%M:%S.%f")[:-3] if block.ended_at else "?"
             window = (
                 f"{self.write_blocked_seconds}s ({self.mode} mode, "
-                f"{block.started_at.strftime('%H:%M:%S.%f')[:-3]}-{end} UTC)"
+                f"{block.started_at.strftime('%H:%M:%S.%f')[:-3]}-{end} UTC), database "
+                + ("released and verified healthy" if block.restored else "NOT verified healthy")
             )
         server = f"{self.server.name} ({self.server.id})" if self.server else self.node
         text = (
@@ -426,8 +429,13 @@ def backup_backend_node(
                              data=report.as_dict())  # fmt: skip
         return report.as_dict()
     except BaseException as error:
-        report.outcome = "failed"
-        report.error = f"{type(error).__name__}: {error}"
+        if isinstance(error, TerminationSignal | KeyboardInterrupt):
+            report.outcome = "interrupted"
+            name = signal.Signals(getattr(error, "signal", signal.SIGINT)).name
+            report.error = f"{type(error).__name__}: stopped by {name} (a cancel, or a shutdown)"
+        else:
+            report.outcome = "failed"
+            report.error = f"{type(error).__name__}: {error}"
         raise
     finally:
         conn.close()
@@ -542,8 +550,7 @@ def snapshot_consistently(
     finally:
         # kept when the node could not be restored: the next run then repairs it
         if window.restored:
-            with TerminationShield() as shield:
-                shield.hold()
+            with TerminationShield():
                 node.clear_record()
     return created
 
@@ -577,8 +584,7 @@ def repair_left_changes(node: NodeAccess, server: ServerInfo) -> str | None:
         cluster_size=change.cluster_size,
     )  # fmt: skip
     done = []
-    with TerminationShield() as shield:
-        shield.hold()  # a repair is a cleanup: it runs to its end
+    with TerminationShield():  # a repair is a cleanup: it runs to its end
         if "desync" in change.changes:
             resync(node.database, node.address)
             done.append("resynced (wsrep_desync = OFF)")

@@ -276,39 +276,34 @@ def read_locked(
     lock_lost: Exception | None = None
     conn = None
     desynced = False
-    with TerminationShield() as shield:
+    try:
         try:
-            try:
-                # the FTWRL may wait lock_wait_timeout for running statements: read a bit longer
-                conn = database.connect(host=host, read_timeout=lock_wait_timeout + 30)
-                with conn.cursor() as cursor:
-                    cursor.execute(
-                        f"SET SESSION lock_wait_timeout = {max(int(lock_wait_timeout), 1)}"
-                    )
-                    cursor.execute(f"SET SESSION wait_timeout = {max(int(max_hold_seconds), 1)}")
-                    if galera:
-                        try:
-                            cursor.execute("SET GLOBAL wsrep_desync = ON")
-                        except pymysql.err.OperationalError as error:
-                            # answer lost (server gone/lost): it may have been applied; resync
-                            desynced = error.args[0] in _CONNECTION_LOST
-                            raise
-                        desynced = True
-                    block.start()  # new writes queue behind a waiting FTWRL already
-                    cursor.execute("FLUSH TABLES WITH READ LOCK")
-            except pymysql.MySQLError as error:
-                raise ReadLockFailed(
-                    f"FLUSH TABLES WITH READ LOCK on MariaDB at {host} failed: {error}"
-                ) from None
-            logger.info(
-                "MariaDB on %s: read lock held%s", host, " (node desynced)" if galera else ""
-            )
-            yield block
-        except BaseException as error:
-            interrupted = error
-            raise
-        finally:
-            shield.hold()
+            # the FTWRL may wait lock_wait_timeout for running statements: read a bit longer
+            conn = database.connect(host=host, read_timeout=lock_wait_timeout + 30)
+            with conn.cursor() as cursor:
+                cursor.execute(f"SET SESSION lock_wait_timeout = {max(int(lock_wait_timeout), 1)}")
+                cursor.execute(f"SET SESSION wait_timeout = {max(int(max_hold_seconds), 1)}")
+                if galera:
+                    try:
+                        cursor.execute("SET GLOBAL wsrep_desync = ON")
+                    except pymysql.err.OperationalError as error:
+                        # answer lost (server gone/lost): it may have been applied; resync
+                        desynced = error.args[0] in _CONNECTION_LOST
+                        raise
+                    desynced = True
+                block.start()  # new writes queue behind a waiting FTWRL already
+                cursor.execute("FLUSH TABLES WITH READ LOCK")
+        except pymysql.MySQLError as error:
+            raise ReadLockFailed(
+                f"FLUSH TABLES WITH READ LOCK on MariaDB at {host} failed: {error}"
+            ) from None
+        logger.info("MariaDB on %s: read lock held%s", host, " (node desynced)" if galera else "")
+        yield block
+    except BaseException as error:
+        interrupted = error
+        raise
+    finally:
+        with TerminationShield():  # a second signal must not cut the undo short
             if conn is not None:
                 try:
                     with conn.cursor() as cursor:
@@ -364,18 +359,17 @@ def service_stopped(
     block = block or WriteBlock("stop")
     interrupted: BaseException | None = None
     stopped = False
-    with TerminationShield() as shield:
-        try:
-            block.start()
-            run_remote_command(identity, host, stop_command, timeout=stop_timeout)
-            stopped = True
-            logger.info("MariaDB on %s stopped", host)
-            yield block
-        except BaseException as error:
-            interrupted = error
-            raise
-        finally:
-            shield.hold()
+    try:
+        block.start()
+        run_remote_command(identity, host, stop_command, timeout=stop_timeout)
+        stopped = True
+        logger.info("MariaDB on %s stopped", host)
+        yield block
+    except BaseException as error:
+        interrupted = error
+        raise
+    finally:
+        with TerminationShield():  # a second signal must not cut the undo short
             # a stop command that ended with an error status may have done nothing at all; one
             # cut off or timed out may still be running on the node: then start, whatever
             never_stopped = (
@@ -383,23 +377,23 @@ def service_stopped(
                 and isinstance(interrupted, RemoteCommandFailed)
                 and _still_healthy(health, stop_command)
             )
-            if never_stopped:
-                block.end()
-                block.restored = True
-                raise StopCommandFailed(
-                    f"the stop command failed and MariaDB on {host} never stopped: it answers "
-                    f"and is healthy, nothing was started and no snapshot was taken. "
-                    f"{interrupted}"
-                ) from interrupted
-            else:
-                start(
-                    identity, host, start_command, attempts=start_attempts,
-                    timeout=start_timeout, retry_delay=retry_delay, interrupted=interrupted,
-                )  # fmt: skip
-                block.end()
+            if not never_stopped:
+                try:
+                    start(
+                        identity, host, start_command, attempts=start_attempts,
+                        timeout=start_timeout, retry_delay=retry_delay, interrupted=interrupted,
+                    )  # fmt: skip
+                finally:
+                    block.end()
                 logger.info("MariaDB on %s started again after %.3fs", host, block.seconds)
                 verify(health, interrupted)
-                block.restored = True
+            block.end()  # the window closes with the start, or when the stop turned out a no-op
+            block.restored = True
+        if never_stopped:
+            raise StopCommandFailed(
+                f"the stop command failed and MariaDB on {host} never stopped: it answers and "
+                f"is healthy, nothing was started and no snapshot was taken. {interrupted}"
+            ) from interrupted
 
 
 def _still_healthy(health: HealthCheck, stop_command: str) -> bool:

@@ -52,6 +52,7 @@ from tasks.node_record import (
     NodeChange,
     clear_change,
     holder_of,
+    mark_crashed,
     read_change,
     record_change,
 )
@@ -603,6 +604,8 @@ def repair_left_changes(node: NodeAccess, server: ServerInfo) -> str | None:
         f"{status.describe()} is healthy"
     )
     logger.error(message)
+    if holder.orphaned:
+        mark_crashed(change, f"its process was found gone by run {flow_run.name}: {message}")
     return message
 
 

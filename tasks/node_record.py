@@ -25,6 +25,7 @@ import psutil
 from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import ObjectNotFound
+from prefect.states import Crashed
 
 from blocks.ssh import SshError, SshIdentity
 from tasks.ssh import read_remote_file, remote_path, write_remote_file
@@ -195,7 +196,9 @@ class Holder:
     """Whether the run named in a record is still running, and what was seen."""
 
     alive: bool
-    state: str  # e.g. "Crashed", "Running (its process 123 on worker1 is gone)"
+    state: str  # e.g. "Crashed", "Running in the Prefect API, but its process 123 ... is gone"
+    #: the API still shows it running although its process is gone (nobody reported its end)
+    orphaned: bool = False
 
 
 def holder_of(change: NodeChange, current_run_id: str | None) -> Holder:
@@ -221,5 +224,12 @@ def holder_of(change: NodeChange, current_run_id: str | None) -> Holder:
             False,
             f"{state} in the Prefect API, but its process {change.process_pid} on "
             f"{change.process_host} is gone",
+            orphaned=True,
         )
     return Holder(True, state)
+
+
+def mark_crashed(change: NodeChange, why: str) -> None:
+    """Set the (orphaned) run of `change` to Crashed, so that the UI stops showing it running."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(uuid.UUID(change.flow_run_id), Crashed(message=why), force=True)

@@ -175,6 +175,9 @@ def test_sigkill_in_galera_lock_mode_then_the_next_run_resyncs_and_names_the_dea
     state = run_backup(site, "lock", timeouts=IMPATIENT)
 
     assert_repair_reported(state, caplog, record, "desynced", "resynced", "Synced")
+    with get_client(sync_client=True) as client:  # the UI no longer shows the dead run running
+        dead = client.read_flow_run(record["flow_run_id"])
+    assert dead.state.is_crashed() and "process was found gone" in dead.state.message
     assert_database_healthy(site)
     assert not site.record_path.exists()
     assert_rotated(site, keep=3)  # and then tonight's backup was made

@@ -37,6 +37,7 @@ from blocks.database import MySqlDatabase
 from blocks.openstack import OpenStackCloud
 from blocks.ssh import SshIdentity
 from tasks.database import (
+    DatabaseNotRestored,
     DatabaseStatus,
     HealthCheck,
     WriteBlock,
@@ -585,19 +586,26 @@ def repair_left_changes(node: NodeAccess, server: ServerInfo) -> str | None:
         cluster_size=change.cluster_size,
     )  # fmt: skip
     done = []
-    with TerminationShield():  # a repair is a cleanup: it runs to its end
-        if "desync" in change.changes:
-            resync(node.database, node.address)
-            done.append("resynced (wsrep_desync = OFF)")
-        if "stop" in change.changes:
-            start(
-                node.identity, node.address, node.consistency.start_command,
-                attempts=node.consistency.start_attempts, timeout=node.timeouts.start_seconds,
-                retry_delay=node.timeouts.poll_interval_seconds,
-            )  # fmt: skip
-            done.append(f"started (`{node.consistency.start_command}`)")
-        status = verify(node.health(baseline))
-        node.clear_record()
+    try:
+        with TerminationShield():  # a repair is a cleanup: it runs to its end
+            if "desync" in change.changes:
+                resync(node.database, node.address)
+                done.append("resynced (wsrep_desync = OFF)")
+            if "stop" in change.changes:
+                start(
+                    node.identity, node.address, node.consistency.start_command,
+                    attempts=node.consistency.start_attempts,
+                    timeout=node.timeouts.start_seconds,
+                    retry_delay=node.timeouts.poll_interval_seconds,
+                )  # fmt: skip
+                done.append(f"started (`{node.consistency.start_command}`)")
+            status = verify(node.health(baseline))
+            node.clear_record()
+    except DatabaseNotRestored as error:
+        raise DatabaseNotRestored(
+            f"repairing what backup run {change.run_label()} ({holder.state}) left on {where} "
+            f"({change.describe()}) failed: {error}"
+        ) from None
     message = (
         f"backup run {change.run_label()}, {holder.state}, had left MariaDB on {where} "
         f"{change.describe()}; {' and '.join(done) or 'nothing to undo'}, verified: "
@@ -605,7 +613,10 @@ def repair_left_changes(node: NodeAccess, server: ServerInfo) -> str | None:
     )
     logger.error(message)
     if holder.orphaned:
-        mark_crashed(change, f"its process was found gone by run {flow_run.name}: {message}")
+        try:
+            mark_crashed(change, f"its process was found gone by run {flow_run.name}: {message}")
+        except Exception as error:  # the node is repaired: that is what matters tonight
+            logger.warning("could not set run %s to Crashed: %s", change.run_label(), error)
     return message
 
 

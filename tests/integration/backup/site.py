@@ -53,6 +53,10 @@ class Site:
     db: MariaDBServer
     access: Access
     probe_dir: Path
+    #: the node's record of a run's changes: in a directory of its own, not in the login's real
+    #: home (the bed's sshd logs in the current user), nor named after the test (whose name
+    #: may contain what the secrets test looks for)
+    record_path: Path
 
     def snapshots(self, pattern: str | None = None) -> list[Snapshot]:
         found = self.fake.snapshots()
@@ -64,16 +68,10 @@ class Site:
         known = {s.id for s in self.old[pattern] + self.others}
         return [s for s in self.snapshots(pattern) if s.id not in known]
 
-    @property
-    def record_path(self) -> Path:
-        return self.probe_dir.parent / "node-record" / "backup-state.json"
-
     def consistency(self, mode: str, **overrides) -> Consistency:
         commands = {
             "stop_command": self.db.control_command("stop"),
             "start_command": self.db.control_command("start"),
-            # the node's record of a run's changes: in the test's directory, not in the login's
-            # real home (the bed's sshd logs in the current user)
             "record_path": str(self.record_path),
         }
         return Consistency(mode=mode, **{**commands, **overrides})
@@ -120,7 +118,7 @@ def seed_cloud(fake: OpenStackFake, name: str = "backend1") -> tuple[str, dict, 
 
 
 @pytest.fixture
-def make_site(openstack_fake, tmp_path, concurrency_limit):
+def make_site(openstack_fake, tmp_path, tmp_path_factory, concurrency_limit):
     """`make_site(host, db)`: a cloud seeded for `host`, blocks saved, the node's limit made."""
 
     def make(host: SshHost, db: MariaDBServer, name: str = "backend1") -> Site:
@@ -144,8 +142,9 @@ def make_site(openstack_fake, tmp_path, concurrency_limit):
         db.write_control_script()
         probe_dir = tmp_path / "probes"
         probe_dir.mkdir(exist_ok=True)
+        record_path = tmp_path_factory.mktemp("node-record") / "backup-state.json"
         return Site(openstack_fake, server_id, name, volumes, old, others, host, db, access,
-                    probe_dir)  # fmt: skip
+                    probe_dir, record_path)  # fmt: skip
 
     return make
 

@@ -16,16 +16,21 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+import signal
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
+from prefect.states import Completed
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.database import MySqlDatabase
@@ -33,12 +38,25 @@ from blocks.openstack import OpenStackCloud
 from blocks.ssh import SshIdentity
 from pipeline_config.fields import NonEmptyStr
 from tasks.database import (
+    DatabaseNotRestored,
     DatabaseStatus,
     HealthCheck,
     WriteBlock,
     inspect_database,
     read_locked,
+    resync,
     service_stopped,
+    start,
+    verify,
+)
+from tasks.node_record import (
+    DEFAULT_RECORD_PATH,
+    NodeChange,
+    clear_change,
+    holder_of,
+    mark_crashed,
+    read_change,
+    record_change,
 )
 from tasks.openstack import (
     RotationFailed,
@@ -53,6 +71,7 @@ from tasks.openstack import (
     wait_for_snapshots,
 )
 from tasks.parameters import fill_from_deployment
+from tasks.signals import TerminationShield
 from tasks.ssh import HostFacts, read_host_facts, run_remote_command
 
 FLOW_NAME = "backup-backend-node"
@@ -109,6 +128,13 @@ class Consistency(BaseModel):
         default=False,
         description="Keep writes blocked until the snapshots are available, not only "
         "requested: for storage back ends that snapshot lazily after the API call.",
+    )
+    record_path: NonEmptyStr = Field(
+        default=DEFAULT_RECORD_PATH,
+        min_length=1,
+        description="File on the node (over SFTP; ~/ is the SSH login's home) where a run "
+        "records what it is about to change (desync, read lock, stop) and for which flow run, "
+        "until the node is restored. A run finding one left by a dead run repairs the node.",
     )
 
 
@@ -183,6 +209,14 @@ class Timeouts(BaseModel):
     node_lock_wait_seconds: float = Field(
         default=30, ge=0, description="Wait for another backup of this node to finish."
     )
+    slot_lease_seconds: float = Field(
+        default=60,
+        ge=60,  # the Prefect server's minimum
+        le=86400,
+        description="Lease on the node's concurrency slot, renewed while the run lives: the "
+        "slot of a run killed without a trace comes back this long (plus the server's lease "
+        "check, 15 s) after its last renewal.",
+    )
     cloud_retries: int = Field(default=3, ge=0, le=10, description="Transient cloud errors.")
     cloud_retry_delay_seconds: float = Field(
         default=10, ge=0, description="Pause before retrying a transient cloud error."
@@ -225,6 +259,7 @@ class BackupReport:
     write_block: WriteBlock | None = None
     outcome: str = "running"
     error: str = ""
+    repaired: str = ""  # what a dead run had left on the node, and how it was repaired
     started: float = field(default_factory=time.monotonic)
     volumes: list[VolumeOutcome] = field(default_factory=list)
 
@@ -262,7 +297,8 @@ class BackupReport:
             end = block.ended_at.strftime("%H:%M:%S.%f")[:-3] if block.ended_at else "?"
             window = (
                 f"{self.write_blocked_seconds}s ({self.mode} mode, "
-                f"{block.started_at.strftime('%H:%M:%S.%f')[:-3]}-{end} UTC)"
+                f"{block.started_at.strftime('%H:%M:%S.%f')[:-3]}-{end} UTC), database "
+                + ("released and verified healthy" if block.restored else "NOT verified healthy")
             )
         server = f"{self.server.name} ({self.server.id})" if self.server else self.node
         text = (
@@ -270,6 +306,8 @@ class BackupReport:
             f"{time.monotonic() - self.started:.1f}s; writes blocked: {window}; "
             f"keep {self.keep} per volume."
         )
+        if self.repaired:
+            text = f"**REPAIRED FIRST**: {self.repaired}\n\n{text}"
         return text + (f"\n\nCause: {self.error}" if self.error else "")
 
     def as_dict(self) -> dict:
@@ -284,6 +322,7 @@ class BackupReport:
             "volumes": self.table(),
             "snapshots": [v.snapshot.id for v in self.volumes if v.snapshot],
             "deleted": [name for v in self.volumes for name in v.deleted],
+            "repaired": self.repaired or None,
         }
 
 
@@ -359,10 +398,18 @@ def backup_backend_node(
     try:
         server = find_server.with_options(**retry)(conn, node)
         report.server = server
-        with node_lock(server.name, timeouts.node_lock_wait_seconds):
-            address = access.address or (node if _is_address(node) else None)
-            address = address or server.address(access.network)
-            report.address = address
+        address = access.address or (node if _is_address(node) else None)
+        address = address or server.address(access.network)
+        report.address = address
+        node_ssh = NodeAccess(identity, database, address, consistency, timeouts)
+        with node_slot(
+            server.name,
+            timeouts.node_lock_wait_seconds,
+            timeouts.slot_lease_seconds,
+            reclaim=lambda busy: reclaim_slot(node_ssh, busy),
+        ) as lease_id:
+            # before anything else on the node: what a dead run left there is repaired first
+            report.repaired = repair_left_changes(node_ssh, server) or ""
             # every check before anything is stopped or locked
             facts = read_host_facts(
                 identity, address, safety.address_command, timeout=timeouts.command_seconds
@@ -375,9 +422,8 @@ def backup_backend_node(
             refuse_other_database(baseline, facts, safety)
 
             created = snapshot_consistently(
-                conn, identity, database, server, found, address, baseline,
-                consistency, timeouts, report,
-            )  # fmt: skip
+                conn, node_ssh, server, found, baseline, lease_id, report
+            )
             if not consistency.hold_until_available:
                 created = wait_for_snapshots(
                     conn, created, timeouts.snapshot_seconds, timeouts.poll_interval_seconds
@@ -388,44 +434,85 @@ def backup_backend_node(
                 rotate(conn, report, volume, snap, volumes.keep, timeouts, retry)
         report.outcome = "completed"
         get_run_logger().info(report.summary())
+        if report.repaired:
+            # a visible mark on a run that otherwise went well: the node had been left broken
+            return Completed(message=f"Completed after repairing: {report.repaired}",
+                             data=report.as_dict())  # fmt: skip
         return report.as_dict()
     except BaseException as error:
-        report.outcome = "failed"
-        report.error = f"{type(error).__name__}: {error}"
+        if isinstance(error, TerminationSignal | KeyboardInterrupt):
+            report.outcome = "interrupted"
+            name = signal.Signals(getattr(error, "signal", signal.SIGINT)).name
+            report.error = f"{type(error).__name__}: stopped by {name} (a cancel, or a shutdown)"
+        else:
+            report.outcome = "failed"
+            report.error = f"{type(error).__name__}: {error}"
         raise
     finally:
         conn.close()
         publish(report)
 
 
+@dataclass(frozen=True)
+class NodeAccess:
+    """How this run reaches the node (SSH, MariaDB on its own address) and its settings."""
+
+    identity: SshIdentity
+    database: MySqlDatabase
+    address: str
+    consistency: Consistency
+    timeouts: Timeouts
+
+    def read_record(self) -> NodeChange | None:
+        return read_change(
+            self.identity, self.address, self.consistency.record_path,
+            timeout=self.timeouts.command_seconds,
+        )  # fmt: skip
+
+    def clear_record(self) -> None:
+        clear_change(
+            self.identity, self.address, self.consistency.record_path,
+            timeout=self.timeouts.command_seconds,
+        )  # fmt: skip
+
+    def health(self, baseline: DatabaseStatus) -> HealthCheck:
+        return HealthCheck(
+            self.database, self.address, baseline, self.timeouts.health_seconds,
+            self.timeouts.poll_interval_seconds,
+        )  # fmt: skip
+
+
 def snapshot_consistently(
     conn,
-    identity: SshIdentity,
-    database: MySqlDatabase,
+    node: NodeAccess,
     server: ServerInfo,
     found: list[VolumeInfo],
-    address: str,
     baseline: DatabaseStatus,
-    consistency: Consistency,
-    timeouts: Timeouts,
+    lease_id: str | None,
     report: BackupReport,
 ) -> list[SnapshotInfo]:
-    """Sync, block writes, sync, request one snapshot per volume, release (finally), verify."""
-    health = HealthCheck(
-        database, address, baseline, timeouts.health_seconds, timeouts.poll_interval_seconds
-    )
+    """Sync, record the change on the node, block writes, sync, request one snapshot per volume,
+    release (finally), verify, remove the record."""
+    identity, address = node.identity, node.address
+    consistency, timeouts = node.consistency, node.timeouts
+    health = node.health(baseline)
+    window = WriteBlock(consistency.mode)
+    report.write_block = window
     if consistency.mode == "lock":
+        changes = ("desync", "read_lock") if baseline.galera else ("read_lock",)
         block = read_locked(
-            database, address, galera=baseline.galera, health=health,
+            node.database, address, galera=baseline.galera, health=health,
             lock_wait_timeout=timeouts.lock_wait_seconds,
-            max_hold_seconds=timeouts.max_write_block_seconds,
+            max_hold_seconds=timeouts.max_write_block_seconds, block=window,
         )  # fmt: skip
     else:
+        changes = ("stop",)
         block = service_stopped(
             identity, address, stop_command=consistency.stop_command,
             start_command=consistency.start_command, health=health,
             stop_timeout=timeouts.stop_seconds, start_timeout=timeouts.start_seconds,
             start_attempts=consistency.start_attempts, retry_delay=timeouts.poll_interval_seconds,
+            block=window,
         )  # fmt: skip
     create = create_snapshot.with_options(
         retries=timeouts.cloud_retries, retry_delay_seconds=timeouts.cloud_retry_delay_seconds
@@ -442,27 +529,131 @@ def snapshot_consistently(
     run_remote_command(
         identity, address, consistency.sync_command, timeout=timeouts.command_seconds
     )
-    with block as window:
-        report.write_block = window
-        run_remote_command(
-            identity, address, consistency.sync_command, timeout=timeouts.command_seconds
-        )
-        when = dt.datetime.now(dt.UTC)
-        for volume in found:
-            snap = create(
-                conn,
-                volume,
-                snapshot_name(volume.pattern, server.id, when),
-                metadata={**tags, "volume_pattern": volume.pattern},
-                description=f"{FLOW_NAME} run {tags['flow_run_name']} of {server.name}",
+    record_change(
+        identity, address, consistency.record_path,
+        NodeChange.now(
+            flow_run_id=tags["flow_run_id"], flow_run_name=tags["flow_run_name"],
+            server=server.name, mode=consistency.mode, changes=changes,
+            galera=baseline.galera, cluster_size=baseline.cluster_size, lease_id=lease_id,
+        ),
+        timeout=timeouts.command_seconds,
+    )  # fmt: skip
+    try:
+        with block:
+            run_remote_command(
+                identity, address, consistency.sync_command, timeout=timeouts.command_seconds
             )
-            report.outcome_of(volume).snapshot = snap
-            created.append(snap)
-        if consistency.hold_until_available:
-            created = wait_for_snapshots(
-                conn, created, timeouts.snapshot_seconds, timeouts.poll_interval_seconds
-            )
+            when = dt.datetime.now(dt.UTC)
+            for volume in found:
+                snap = create(
+                    conn,
+                    volume,
+                    snapshot_name(volume.pattern, server.id, when),
+                    metadata={**tags, "volume_pattern": volume.pattern},
+                    description=f"{FLOW_NAME} run {tags['flow_run_name']} of {server.name}",
+                )
+                report.outcome_of(volume).snapshot = snap
+                created.append(snap)
+            if consistency.hold_until_available:
+                created = wait_for_snapshots(
+                    conn, created, timeouts.snapshot_seconds, timeouts.poll_interval_seconds
+                )
+    finally:
+        # kept when the node could not be restored: the next run then repairs it
+        if window.restored:
+            with TerminationShield():
+                node.clear_record()
     return created
+
+
+def repair_left_changes(node: NodeAccess, server: ServerInfo) -> str | None:
+    """Repair what a dead run left on the node (its record says what), loudly; None if nothing.
+
+    Raises:
+        BackupAlreadyRunning: the record's run still runs (it lost its slot, but is alive).
+        DatabaseNotRestored: the repair did not bring the database back to healthy.
+    """
+    change = node.read_record()
+    if change is None:
+        return None
+    holder = holder_of(change, str(flow_run.id) if flow_run.id else None)
+    where = f"{server.name} ({node.address})"
+    if holder.alive:
+        raise BackupAlreadyRunning(
+            f"backup run {change.run_label()} ({holder.state}) recorded on {where} that it has "
+            f"MariaDB {change.describe()}, and it still runs (it no longer holds the node's "
+            "slot): not touching the node. If that run is gone, cancel it in Prefect "
+            "and run the backup again."
+        )
+    logger = get_run_logger()
+    logger.critical(
+        "backup run %s (%s) left MariaDB on %s %s: repairing it now",
+        change.run_label(), holder.state, where, change.describe(),
+    )  # fmt: skip
+    baseline = DatabaseStatus(
+        host=node.address, hostname="", version="", galera=change.galera,
+        cluster_size=change.cluster_size,
+    )  # fmt: skip
+    done = []
+    try:
+        with TerminationShield():  # a repair is a cleanup: it runs to its end
+            if "desync" in change.changes:
+                resync(node.database, node.address)
+                done.append("resynced (wsrep_desync = OFF)")
+            if "stop" in change.changes:
+                start(
+                    node.identity, node.address, node.consistency.start_command,
+                    attempts=node.consistency.start_attempts,
+                    timeout=node.timeouts.start_seconds,
+                    retry_delay=node.timeouts.poll_interval_seconds,
+                )  # fmt: skip
+                done.append(f"started (`{node.consistency.start_command}`)")
+            status = verify(node.health(baseline))
+            node.clear_record()
+    except DatabaseNotRestored as error:
+        raise DatabaseNotRestored(
+            f"repairing what backup run {change.run_label()} ({holder.state}) left on {where} "
+            f"({change.describe()}) failed: {error}"
+        ) from None
+    message = (
+        f"backup run {change.run_label()}, {holder.state}, had left MariaDB on {where} "
+        f"{change.describe()}; {' and '.join(done) or 'nothing to undo'}, verified: "
+        f"{status.describe()} is healthy"
+    )
+    logger.error(message)
+    if holder.orphaned:
+        try:
+            mark_crashed(change, f"its process was found gone by run {flow_run.name}: {message}")
+        except Exception as error:  # the node is repaired: that is what matters tonight
+            logger.warning("could not set run %s to Crashed: %s", change.run_label(), error)
+    return message
+
+
+def reclaim_slot(node: NodeAccess, busy: BackupAlreadyRunning) -> bool:
+    """The node's slot is taken: release it if the run that took it (named in the node's
+    record) is dead. False when there is nothing to reclaim (the slot's holder left no record:
+    its lease runs out by itself, `timeouts.slot_lease_seconds` after its last renewal).
+
+    Raises:
+        BackupAlreadyRunning: the run named in the record is alive.
+    """
+    change = node.read_record()
+    if change is None or not change.lease_id:
+        return False
+    holder = holder_of(change, str(flow_run.id) if flow_run.id else None)
+    if holder.alive:
+        raise BackupAlreadyRunning(
+            f"{busy}: backup run {change.run_label()} ({holder.state}) has MariaDB on "
+            f"{node.address} {change.describe()}"
+        )
+    with get_client(sync_client=True) as client:
+        # a no-op when the lease ran out meanwhile (the slot is free already)
+        client.release_concurrency_slots_with_lease(uuid.UUID(change.lease_id))
+    get_run_logger().error(
+        "released the node's concurrency slot held by backup run %s (%s), which is dead",
+        change.run_label(), holder.state,
+    )  # fmt: skip
+    return True
 
 
 def record_available(
@@ -526,16 +717,28 @@ def refuse_other_database(baseline: DatabaseStatus, facts: HostFacts, safety: Sa
 
 
 @contextmanager
-def node_lock(server_name: str, wait_seconds: float) -> Iterator[None]:
-    """Hold this node's global concurrency slot (`backup-<server name>`, limit 1, strict)."""
+def node_slot(
+    server_name: str,
+    wait_seconds: float,
+    lease_seconds: float,
+    reclaim: Callable[[BackupAlreadyRunning], bool],
+) -> Iterator[str | None]:
+    """Hold this node's global concurrency slot (`backup-<server name>`, limit 1, strict) on a
+    lease of `lease_seconds`, renewed in the background while the run lives. Yields the lease's
+    id (None outside a flow run), recorded on the node so that a later run can release the slot
+    of a dead run at once (`reclaim`, asked when the slot stays taken; True: try again)."""
     from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+    from prefect.concurrency.context import ConcurrencyContext
 
     limit = f"backup-{server_name}"
-    with ExitStack() as stack:
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
+
+    def acquire(stack: ExitStack) -> str | None:
         try:
             stack.enter_context(
                 concurrency(
                     limit, occupy=1, strict=True, timeout_seconds=wait_seconds,
+                    lease_duration=lease_seconds, holder=holder,
                     # a lease renewal blip must never abort a run mid-backup (the DB stopped)
                     raise_on_lease_renewal_failure=False,
                 )
@@ -550,7 +753,20 @@ def node_lock(server_name: str, wait_seconds: float) -> Iterator[None]:
                 f"global concurrency limit {limit!r} is missing ({error}); create it once: "
                 f"prefect gcl create {limit} --limit 1"
             ) from None
-        yield
+        # Prefect 3.9 keeps the lease's id only on the run's concurrency context (for its own
+        # cleanup); `concurrency()` does not return it
+        context = ConcurrencyContext.get()
+        leases = context.cleanup_lease_ids if context else []
+        return str(leases[-1]) if leases else None
+
+    with ExitStack() as stack:
+        try:
+            lease_id = acquire(stack)
+        except BackupAlreadyRunning as busy:
+            if not reclaim(busy):
+                raise
+            lease_id = acquire(stack)
+        yield lease_id
 
 
 def _is_address(text: str) -> bool:

@@ -29,7 +29,8 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.database import MySqlDatabase
 from blocks.ssh import SshIdentity
-from tasks.ssh import run_remote_command
+from tasks.signals import TerminationShield
+from tasks.ssh import RemoteCommandFailed, run_remote_command
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -158,13 +159,7 @@ def wait_until_healthy(
     logger = get_run_logger()
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            status = query_status(database, host, timeout=min(10, max(timeout, 1)))
-            problems = status.problems(baseline.cluster_size)
-            if status.galera != baseline.galera:
-                problems.append("Galera (wsrep_on) changed during the backup")
-        except DatabaseUnavailable as error:
-            status, problems = None, [str(error)]
+        status, problems = health_problems(database, host, baseline, min(10, max(timeout, 1)))
         if not problems:
             logger.info("%s is healthy", status.describe())
             return status
@@ -177,11 +172,28 @@ def wait_until_healthy(
         time.sleep(poll_interval)
 
 
+def health_problems(
+    database: MySqlDatabase, host: str, baseline: DatabaseStatus, timeout: float = 10
+) -> tuple[DatabaseStatus | None, list[str]]:
+    """One look at the database on `host`: its status (None if it does not answer) and why it
+    is not as healthy as `baseline` (empty when it is)."""
+    try:
+        status = query_status(database, host, timeout=timeout)
+    except DatabaseUnavailable as error:
+        return None, [str(error)]
+    problems = status.problems(baseline.cluster_size)
+    if status.galera != baseline.galera:
+        problems.append("Galera (wsrep_on) changed during the backup")
+    return status, problems
+
+
 @dataclass
 class WriteBlock:
     """When writes to the database were blocked (or it was stopped), as the flow saw it."""
 
     mode: str
+    #: set once the database was released and verified healthy: what the block changed is undone
+    restored: bool = False
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
     _started: float | None = field(default=None, repr=False)
@@ -216,6 +228,10 @@ class HealthCheck:
 _CONNECTION_LOST = (2006, 2013)
 
 
+class StopCommandFailed(RuntimeError):
+    """The stop command failed and the database never stopped (it answers and is healthy)."""
+
+
 class ReadLockFailed(RuntimeError):
     """FLUSH TABLES WITH READ LOCK could not be taken, or the lock ended before UNLOCK."""
 
@@ -229,11 +245,13 @@ def read_locked(
     health: HealthCheck,
     lock_wait_timeout: float = 10,
     max_hold_seconds: float = 600,
+    block: WriteBlock | None = None,
 ) -> Iterator[WriteBlock]:
     """Hold `FLUSH TABLES WITH READ LOCK` on one session of the database on `host`.
 
     Reads go on; writes wait. On Galera the node is desynced for the duration, then resynced.
-    On exit, whatever happened: unlock, resync, wait until healthy.
+    On exit, whatever happened: unlock, resync, wait until healthy; a second termination signal
+    waits until that is done (`TerminationShield`).
 
     Args:
         database: Credentials; the session goes to `host`, never the block's host.
@@ -244,6 +262,8 @@ def read_locked(
             statements; writers queue behind it meanwhile, so keep it short.
         max_hold_seconds: The session's `wait_timeout`: if this flow dies or hangs while holding
             the lock, MariaDB drops the session, and so the lock, after this long.
+        block: The `WriteBlock` to fill in (the caller's, to see `restored` even when the lock
+            could not be taken); a new one by default.
 
     Raises:
         ReadLockFailed: the lock could not be taken, or was lost before UNLOCK (the snapshots
@@ -251,7 +271,7 @@ def read_locked(
         DatabaseNotRestored: the node could not be resynced or is not healthy afterwards.
     """
     logger = get_run_logger()
-    block = WriteBlock("lock")
+    block = block or WriteBlock("lock")
     interrupted: BaseException | None = None
     lock_lost: Exception | None = None
     conn = None
@@ -283,20 +303,22 @@ def read_locked(
         interrupted = error
         raise
     finally:
-        if conn is not None:
-            try:
-                with conn.cursor() as cursor:
-                    cursor.execute("UNLOCK TABLES")
-            except pymysql.MySQLError as error:
-                lock_lost = error  # the session is gone, and with it the lock
-            finally:
-                conn.close()  # ends the session: releases the lock whatever happened above
-        block.end()
-        if block.seconds is not None:
-            logger.info("MariaDB on %s: unlocked after %.3fs", host, block.seconds)
-        if desynced:
-            _resync(database, host, interrupted)
-        _verify(health, interrupted)
+        with TerminationShield():  # a second signal must not cut the undo short
+            if conn is not None:
+                try:
+                    with conn.cursor() as cursor:
+                        cursor.execute("UNLOCK TABLES")
+                except pymysql.MySQLError as error:
+                    lock_lost = error  # the session is gone, and with it the lock
+                finally:
+                    conn.close()  # ends the session: releases the lock whatever happened above
+            block.end()
+            if block.seconds is not None:
+                logger.info("MariaDB on %s: unlocked after %.3fs", host, block.seconds)
+            if desynced:
+                resync(database, host, interrupted)
+            verify(health, interrupted)
+            block.restored = True
     if lock_lost is not None:
         raise ReadLockFailed(
             f"the read lock on {host} ended before UNLOCK TABLES ({lock_lost}); writes may have "
@@ -316,44 +338,105 @@ def service_stopped(
     start_timeout: float = 600,
     start_attempts: int = 3,
     retry_delay: float = 5,
+    block: WriteBlock | None = None,
 ) -> Iterator[WriteBlock]:
     """Stop the database service on `host` over SSH; on exit, start it, whatever happened.
 
-    The start command runs even when the stop command failed or its connection was cut: a
-    stop may have half-worked. Start commands are idempotent (`systemctl start` of a running
-    service does nothing), so a failed start is attempted again (`start_attempts` in all).
+    When the stop command failed (or its connection was cut), the database is looked at first:
+    if it still answers and is healthy, it never stopped, nothing is started and the stop's own
+    error is what the run fails for. Otherwise the start command runs: a stop may have
+    half-worked. Start commands are idempotent (`systemctl start` of a running service does
+    nothing), so a failed start is attempted again (`start_attempts` in all). A second
+    termination signal waits until the start and the health check are done.
+
+    `block`: the `WriteBlock` to fill in (a new one by default).
 
     Raises:
+        StopCommandFailed: the stop command failed, the database never stopped (healthy).
         DatabaseNotRestored: the start command kept failing, or the database is not healthy.
     """
     logger = get_run_logger()
-    block = WriteBlock("stop")
+    block = block or WriteBlock("stop")
     interrupted: BaseException | None = None
+    stopped = False
     try:
         block.start()
         run_remote_command(identity, host, stop_command, timeout=stop_timeout)
+        stopped = True
         logger.info("MariaDB on %s stopped", host)
         yield block
     except BaseException as error:
         interrupted = error
         raise
     finally:
-        start = run_remote_command.with_options(
-            retries=max(start_attempts - 1, 0), retry_delay_seconds=retry_delay
-        )
-        try:
-            start(identity, host, start_command, timeout=start_timeout)
-        except Exception as error:
-            block.end()
-            raise _not_restored(
-                host, f"`{start_command}` failed {start_attempts} times", error, interrupted
-            ) from error
-        block.end()
-        logger.info("MariaDB on %s started again after %.3fs", host, block.seconds)
-        _verify(health, interrupted)
+        with TerminationShield():  # a second signal must not cut the undo short
+            # a stop command that ended with an error status may have done nothing at all; one
+            # cut off or timed out may still be running on the node: then start, whatever
+            never_stopped = (
+                not stopped
+                and isinstance(interrupted, RemoteCommandFailed)
+                and _still_healthy(health, stop_command)
+            )
+            if not never_stopped:
+                try:
+                    start(
+                        identity, host, start_command, attempts=start_attempts,
+                        timeout=start_timeout, retry_delay=retry_delay, interrupted=interrupted,
+                    )  # fmt: skip
+                finally:
+                    block.end()
+                logger.info("MariaDB on %s started again after %.3fs", host, block.seconds)
+                verify(health, interrupted)
+            block.end()  # the window closes with the start, or when the stop turned out a no-op
+            block.restored = True
+        if never_stopped:
+            raise StopCommandFailed(
+                f"the stop command failed and MariaDB on {host} never stopped: it answers and "
+                f"is healthy, nothing was started and no snapshot was taken. {interrupted}"
+            ) from interrupted
 
 
-def _resync(database: MySqlDatabase, host: str, interrupted: BaseException | None) -> None:
+def _still_healthy(health: HealthCheck, stop_command: str) -> bool:
+    """After a stop command that failed: does the database still answer, healthy?"""
+    status, problems = health_problems(health.database, health.host, health.baseline)
+    logger = get_run_logger()
+    if problems:
+        logger.warning(
+            "`%s` failed and MariaDB on %s is not healthy (%s): starting it",
+            stop_command, health.host, "; ".join(problems),
+        )  # fmt: skip
+        return False
+    logger.error(
+        "`%s` failed, but MariaDB on %s never stopped: it answers and is healthy (%s). Not "
+        "starting it; no snapshot is taken.",
+        stop_command, health.host, status.describe(),
+    )  # fmt: skip
+    return True
+
+
+def start(
+    identity: SshIdentity,
+    host: str,
+    start_command: str,
+    *,
+    attempts: int,
+    timeout: float,
+    retry_delay: float,
+    interrupted: BaseException | None = None,
+) -> None:
+    """Run the (idempotent) start command, up to `attempts` times; `DatabaseNotRestored` if it
+    keeps failing."""
+    runner = run_remote_command.with_options(
+        retries=max(attempts - 1, 0), retry_delay_seconds=retry_delay
+    )
+    try:
+        runner(identity, host, start_command, timeout=timeout)
+    except Exception as error:
+        what = f"`{start_command}` failed {attempts} times"
+        raise _not_restored(host, what, error, interrupted) from error
+
+
+def resync(database: MySqlDatabase, host: str, interrupted: BaseException | None = None) -> None:
     """`SET GLOBAL wsrep_desync = OFF` on a fresh session (the lock session may be gone)."""
     try:
         conn = database.connect(host=host, read_timeout=30)
@@ -365,11 +448,13 @@ def _resync(database: MySqlDatabase, host: str, interrupted: BaseException | Non
     except pymysql.MySQLError as error:
         what = "SET GLOBAL wsrep_desync = OFF failed"
         raise _not_restored(host, what, error, interrupted) from None
+    get_run_logger().info("MariaDB on %s: wsrep_desync is OFF again", host)
 
 
-def _verify(health: HealthCheck, interrupted: BaseException | None) -> None:
+def verify(health: HealthCheck, interrupted: BaseException | None = None) -> DatabaseStatus:
+    """Wait until healthy (`wait_until_healthy`); `DatabaseNotRestored` if it does not get there."""
     try:
-        wait_until_healthy(
+        return wait_until_healthy(
             health.database, health.host, health.baseline, health.timeout, health.poll_interval
         )
     except Exception as error:

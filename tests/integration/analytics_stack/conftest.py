@@ -16,7 +16,7 @@ import pytest
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
-from tasks.host_setup import PROJECT_ROOT, project_source_files
+from remote.setup import PROJECT_ROOT, project_source_files
 from tests.bed.fixtures import _Stopwatch
 
 #: sshd's own PATH for root sessions on Debian: what a node's login has before we add uv.

@@ -16,6 +16,8 @@ from prefect.settings import (
 )
 from prefect.testing.utilities import prefect_test_harness
 
+from tests.integration.backup.site import galera_site, make_site, site  # noqa: F401 (fixtures)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def backup_prefect_harness():

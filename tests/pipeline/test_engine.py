@@ -26,12 +26,14 @@ def test_progress_is_reported_inside_files_and_reaches_the_whole_input(
     tmp_path, monkeypatch, processes
 ):
     monkeypatch.setattr(engine, "PROGRESS_EVERY_SECONDS", 0.0)
-    files = [write_log(tmp_path / f"tracking.log-2016030{i}.gz", 40_000) for i in range(1, 4)]
+    # files big enough to take a while each, so the parent sees them half-read even when the
+    # workers keep both cores busy
+    files = [write_log(tmp_path / f"tracking.log-2016030{i}.gz", 100_000) for i in range(1, 4)]
     seen = []
     mapper = functools.partial(count_file, max_line_bytes=1 << 20)
     results = list(engine.map_files(mapper, files, processes, progress=seen.append))
-    assert sorted(r.value["2016-03-01"] for r in results) == [40_000] * 3
-    assert seen[-1].fraction == 1.0 and seen[-1].files_done == 3 and seen[-1].lines == 120_000
+    assert sorted(r.value["2016-03-01"] for r in results) == [100_000] * 3
+    assert seen[-1].fraction == 1.0 and seen[-1].files_done == 3 and seen[-1].lines == 300_000
     # some reports came while a file was only partly read
     assert any(0 < s.bytes_done < s.bytes_total and s.bytes_done not in
                {f.size for f in files} for s in seen)  # fmt: skip

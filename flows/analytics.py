@@ -105,15 +105,15 @@ class CourseCatalog(BaseModel):
         description="Fill them from the discovery service's course runs "
         "(unset: [course-summary-enrollment] enable_course_catalog).",
     )
-    api_root_url: str | None = Field(
+    api_root_url: NonEmptyStr | None = Field(
         default=None, description="Discovery API root, e.g. https://discovery.example.com/api/v1/."
     )
-    course_runs_file: str | None = Field(
+    course_runs_file: NonEmptyStr | None = Field(
         default=None,
         description="Instead of the API: a local or s3:// file of course runs, one JSON object "
         "per line.",
     )
-    oauth_client_block: str | None = Field(
+    oauth_client_block: NonEmptyStr | None = Field(
         default=None,
         description="Name of an OAuth Client block for the API (token URL, id, secret).",
     )

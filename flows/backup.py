@@ -149,7 +149,7 @@ class Safety(BaseModel):
     address_command: NonEmptyStr = Field(
         default="ip -o addr show", description="Lists the node's addresses, run on the node."
     )
-    primary_metadata: dict[str, str] = Field(
+    primary_metadata: dict[NonEmptyStr, NonEmptyStr] = Field(
         default={"backend_role": "primary"},
         description="Server metadata marking a primary backend; such a node is refused.",
     )

@@ -47,3 +47,35 @@ def test_what_the_walk_and_the_checks_see():
     assert (
         visible_text("a `(?P<date>...)`\ngroup, ``[hive] x``") == "a (?P<date>...) group, [hive] x"
     )
+
+
+def _string_schemas(prop: dict):
+    """The string schemas a property accepts (itself, its anyOf members, its list items)."""
+    for option in prop.get("anyOf", [prop]):
+        if option.get("type") == "string":
+            yield option
+        elif option.get("type") == "array" and option.get("items", {}).get("type") == "string":
+            yield option["items"]
+        elif option.get("type") == "object":
+            extra = option.get("additionalProperties")
+            if isinstance(extra, dict) and extra.get("type") == "string":
+                yield extra
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
+def test_every_string_parameter_refuses_blank_values(deployment):
+    schema = schema_of(deployment)
+    props = [(name, p) for name, p in schema.get("properties", {}).items()]
+    for model, definition in schema.get("definitions", {}).items():
+        props += [(f"{model}.{n}", p) for n, p in definition.get("properties", {}).items()]
+    # a string without enum choices must refuse "" and "   ": minLength plus a \S pattern, or a
+    # pattern of its own that no blank value matches
+    loose = [
+        name
+        for name, prop in props
+        for string in _string_schemas(prop)
+        if "enum" not in string
+        and not (string.get("minLength") and string.get("pattern"))
+        and not (string.get("pattern", "").startswith("^") and "\\s" not in string["pattern"])
+    ]
+    assert loose == [], "type these NonEmptyStr (pipeline_config/fields.py)"

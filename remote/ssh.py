@@ -546,14 +546,17 @@ def stream_command(
     return result
 
 
-def open_sftp(connector: Connector, host: str) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
-    """A connection and its SFTP session (its reads time out after `command_timeout`)."""
+def open_sftp(
+    connector: Connector, host: str, timeout: float | None = None
+) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
+    """A connection and its SFTP session (its reads time out after `timeout`, by default the
+    connector's `command_timeout`)."""
     client = connector.connect(host)
     try:
         sftp = client.open_sftp()
         channel = sftp.get_channel()
         if channel is not None:
-            channel.settimeout(connector.command_timeout)
+            channel.settimeout(timeout or connector.command_timeout)
     except BaseException:
         client.close()
         raise

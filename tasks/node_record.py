@@ -28,7 +28,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
 from blocks.ssh import SshError, SshIdentity
-from tasks.ssh import read_remote_file, remote_path, write_remote_file
+from remote.ssh import open_sftp, read_remote_file, remote_path, write_remote_file
 
 DEFAULT_RECORD_PATH = "~/.edx-ops-flows/backup-state.json"
 RECORD_VERSION = 1
@@ -111,14 +111,10 @@ class NodeChange:
 
 
 def _sftp(identity: SshIdentity, host: str, timeout: float):
-    client = identity.connect(host)
     try:
-        sftp = client.open_sftp()
-        sftp.get_channel().settimeout(timeout)
+        return open_sftp(identity, host, timeout)
     except (paramiko.SSHException, OSError) as error:
-        client.close()
         raise NodeRecordError(host, f"SFTP to {host} failed: {error}") from None
-    return client, sftp
 
 
 @task(name="record-node-change", task_run_name="record-node-change {host}", cache_policy=NO_CACHE)

@@ -33,7 +33,7 @@ Tasks: {tasks}
 TASKS = (
     "TotalEventsDailyTask", "TotalEventsReport", "TotalEventsReportWorkflow",
     "CourseEnrollmentEventsTask", "CourseEnrollmentTask", "CourseEnrollmentSummaryTask",
-    "ImportEnrollmentsIntoMysql",
+    "ImportEnrollmentsIntoMysql", "PullDiscoveryCourseRunsAPIData",
 )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Which pipeline errors may go away by themselves, so that a retry is worth it.
+"""The project's exception root, and which pipeline errors may go away by themselves (so that a
+retry is worth it).
 
 Only outages are: a connection refused, reset or timed out (S3, MySQL), a server that is
 overloaded or restarting, a lock held by someone else. Everything else (missing input, a
@@ -8,6 +9,38 @@ from PyMySQL's ``OperationalError``, ``StorageError`` from botocore's).
 """
 
 from __future__ import annotations
+
+# -- the project's exception root ----------------------------------------------------------------
+# It lives here, in the package every install has (an analytics node installs the pipeline
+# alone), so that the pipeline's errors and the flows' errors share one root. Each family also
+# derives from the built-in exception callers already catch (a bad value is a ValueError, a
+# deadline a TimeoutError), so `except ValueError` around a model keeps working.
+
+
+class EdxOpsError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class InvalidInput(EdxOpsError, ValueError):
+    """A value given by the user (parameter, config, inventory, command line) is unusable;
+    the message names the input."""
+
+
+class NotFound(EdxOpsError, LookupError):
+    """Something named by the user does not exist (a server, a volume, a group)."""
+
+
+class OperationFailed(EdxOpsError, RuntimeError):
+    """An outside system did not do what was asked (a command, a stack, a snapshot)."""
+
+
+class Refused(OperationFailed):
+    """This project declined to act because acting would be unsafe (an unverified host key,
+    the primary database node, a run already holding the node)."""
+
+
+class OperationTimeout(EdxOpsError, TimeoutError):
+    """A deadline passed; the message says what was waited for and the last state seen."""
 
 # PyMySQL/MariaDB error codes of outages: too many connections, lock wait timeout, deadlock,
 # cannot connect (socket, TCP), server gone away, connection lost during a query.

@@ -34,10 +34,11 @@ from remote.ssh import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-#: What goes into the source archive of this project (what the wheel is built from).
+#: What a node gets: the source of the pipeline distribution (pyproject.toml's packages), not
+#: the orchestrator's packages, which stay on the machine running the flows.
 PROJECT_FILES = ("pyproject.toml", "README.md")
-PROJECT_PACKAGES = ("pipeline", "pipeline_config", "remote", "flows", "tasks", "blocks")
-_SOURCE_SUFFIXES = (".py", ".cfg", ".template", ".c")
+PROJECT_PACKAGES = ("pipeline",)
+_SOURCE_SUFFIXES = (".py", ".cfg", ".c")
 #: Marker in the virtualenv recording what was installed into it.
 MARKER = ".edx-ops-flows-installed"
 
@@ -151,7 +152,7 @@ def put_file(
 
 
 def project_source_files(root: Path = PROJECT_ROOT) -> list[Path]:
-    """The files this project's package is built from, sorted (no caches, no build output)."""
+    """The files the pipeline distribution is built from, sorted (no caches, no build output)."""
     files = [root / name for name in PROJECT_FILES if (root / name).is_file()]
     for package in PROJECT_PACKAGES:
         for path in sorted((root / package).rglob("*")):
@@ -172,7 +173,7 @@ def project_digest(root: Path = PROJECT_ROOT) -> str:
 
 
 def project_archive(root: Path = PROJECT_ROOT) -> bytes:
-    """A .tar.gz of the project's source files (installable with pip or uv)."""
+    """A .tar.gz of the pipeline distribution's source files (installable with pip or uv)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for path in project_source_files(root):
@@ -188,19 +189,25 @@ def project_archive(root: Path = PROJECT_ROOT) -> bytes:
 def install_commands(
     installer: Literal["pip", "uv"], python: str, venv: str, package: str, options: list[str]
 ) -> list[str]:
-    """Shell commands that create `venv` if missing and (re)install `package` into it."""
+    """Shell commands that make `venv` anew and install `package` into it.
+
+    Anew, so that the venv holds the pipeline distribution and its dependencies only: nothing
+    left from an earlier install (one of the whole project, with Prefect, say).
+    """
     q = shlex.quote
     extra = " ".join(q(option) for option in options)
     if installer == "uv":
         return [
-            f"test -x {q(venv)}/bin/python || uv venv -q --python {q(python)} {q(venv)}",
-            f"uv pip install -q --python {q(venv)}/bin/python --reinstall-package edx-ops-flows "
-            f"{extra} {q(package)}".replace("  ", " "),
+            f"rm -rf {q(venv)}",
+            f"uv venv -q --python {q(python)} {q(venv)}",
+            f"uv pip install -q --python {q(venv)}/bin/python {extra} {q(package)}".replace(
+                "  ", " "
+            ),
         ]
     return [
-        f"test -x {q(venv)}/bin/python || {q(python)} -m venv {q(venv)}",
+        f"rm -rf {q(venv)}",
+        f"{q(python)} -m venv {q(venv)}",
         f"{q(venv)}/bin/pip install -q {extra} {q(package)}".replace("  ", " "),
-        f"{q(venv)}/bin/pip install -q --force-reinstall --no-deps {q(package)}",
     ]
 
 

@@ -22,7 +22,7 @@ from tests.integration.analytics_stack.test_remote_pipeline import (
 
 pytestmark = pytest.mark.slow
 
-REMOTE_TASK = Path(sys.executable).with_name("remote-task")
+REMOTE_TASK = Path(__file__).resolve().parents[3] / "scripts" / "remote-task"  # from the checkout
 LAUNCH_TASK = Path(sys.executable).with_name("launch-task")
 
 

@@ -1,11 +1,12 @@
 """What an analytics node gets: the archive remote.setup uploads, installed by the commands
-`setup-analytics-host` runs there (installer uv), into a fresh virtualenv outside the checkout.
+`setup-analytics-host` runs there (installer uv, and pip), into a new virtualenv outside the
+checkout.
 
 It holds the pipeline alone, with `launch-task` its only command, and neither Prefect,
 openstacksdk, paramiko nor the orchestrator's packages; `launch-task` runs TotalEventsDailyTask
 end to end on upstream's tracking log. The install takes uv.lock's versions of the pipeline's
-dependencies (as overrides, the way `locked_uv_install` does for the test hosts) and this
-session's uv cache.
+dependencies (uv: as overrides, the way `locked_uv_install` does for the test hosts, with this
+session's uv cache; pip: as constraints, with the caller's pip cache).
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ def run(command: list[str], *, cwd: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory) -> dict:
+@pytest.fixture(scope="module", params=["uv", "pip"])
+def node(request, tmp_path_factory) -> dict:
     """The node's home (a scratch directory), its venv, and a login's environment there."""
+    installer = request.param
     uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` sets UV to itself
     if not uv:
         pytest.fail("uv not found (neither UV nor PATH): run the tests with scripts/test")
@@ -72,7 +74,11 @@ def node(tmp_path_factory) -> dict:
     # A login on the node: no PYTHONPATH, no virtualenv, no checkout; uv on PATH (installer uv).
     keep = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
             "SSL_CERT_FILE", "UV_SYSTEM_CERTS", "LANG")  # fmt: skip
-    env = {name: os.environ[name] for name in keep if name in os.environ}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in keep or name.startswith("PIP_")  # the machine's index settings
+    }
     env.update(HOME=str(home), PATH=f"{home / 'bin'}:/usr/local/bin:/usr/bin:/bin")
     cache = run([uv, "cache", "dir"], cwd=PROJECT_ROOT, env=dict(os.environ)).strip()
     locked = home / "locked.txt"
@@ -85,8 +91,13 @@ def node(tmp_path_factory) -> dict:
     run(["tar", "-xzf", str(home / "src.tar.gz"), "-C", str(home / "src")], cwd=home, env=env)
     venv = home / "venv"
     python = os.path.realpath(sys.executable)  # an interpreter, not this checkout's venv
-    options = ["--cache-dir", cache, "--override", str(locked)]
-    for command in install_commands("uv", python, str(venv), str(home / "src"), options):
+    if installer == "uv":
+        options = ["--cache-dir", cache, "--override", str(locked)]
+    else:
+        options = ["--constraint", str(locked)]
+        # the caller's pip cache, as uv's above: the node's own HOME would start empty
+        env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
+    for command in install_commands(installer, python, str(venv), str(home / "src"), options):
         run(["bash", "-c", command], cwd=home, env=env)
     return {"home": home, "venv": venv, "env": env}
 

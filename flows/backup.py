@@ -36,8 +36,12 @@ from pydantic import BaseModel, Field, field_validator
 from blocks.database import MySqlDatabase
 from blocks.openstack import OpenStackCloud
 from blocks.ssh import SshIdentity
+from domain.backend import PRIMARY, PRIMARY_MARKS, node_role
+from domain.names import artifact_key, is_address
+from domain.snapshots import snapshot_name
+from pipeline.errors import Refused
 from pipeline_config.fields import NonEmptyStr
-from tasks.database import (
+from tasks.mariadb import (
     DatabaseNotRestored,
     DatabaseStatus,
     HealthCheck,
@@ -67,7 +71,6 @@ from tasks.openstack import (
     find_attached_volumes,
     find_server,
     rotate_snapshots,
-    snapshot_name,
     wait_for_snapshots,
 )
 from tasks.parameters import fill_from_deployment
@@ -150,7 +153,7 @@ class Safety(BaseModel):
         default="ip -o addr show", description="Lists the node's addresses, run on the node."
     )
     primary_metadata: dict[NonEmptyStr, NonEmptyStr] = Field(
-        default={"backend_role": "primary"},
+        default=dict(PRIMARY_MARKS),
         description="Server metadata marking a primary backend; such a node is refused.",
     )
     check_database_hostname: bool = Field(
@@ -223,11 +226,11 @@ class Timeouts(BaseModel):
     )
 
 
-class BackupRefused(RuntimeError):
+class BackupRefused(Refused):
     """The node must not be backed up this way (primary, VIP holder, wrong database...)."""
 
 
-class BackupAlreadyRunning(RuntimeError):
+class BackupAlreadyRunning(Refused):
     """Another run holds this node's concurrency slot."""
 
 
@@ -328,18 +331,15 @@ class BackupReport:
 
 def publish(report: BackupReport) -> None:
     """The run's table artifact; a failure here must not hide the run's own error."""
+    name = report.server.name if report.server else report.node
     try:
         create_table_artifact(
-            key=f"backup-{_slug(report.server.name if report.server else report.node)}",
+            key=f"backup-{artifact_key(name, 'node')}",
             table=report.table(),
             description=report.summary(),
         )
     except Exception as error:
         get_run_logger().warning("could not publish the backup table: %s", error)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "node"
 
 
 def _seconds_between(start: str, end: str) -> float | None:
@@ -398,7 +398,7 @@ def backup_backend_node(
     try:
         server = find_server.with_options(**retry)(conn, node)
         report.server = server
-        address = access.address or (node if _is_address(node) else None)
+        address = access.address or (node if is_address(node) else None)
         address = address or server.address(access.network)
         report.address = address
         node_ssh = NodeAccess(identity, database, address, consistency, timeouts)
@@ -682,18 +682,23 @@ def rotate(conn, report, volume, snap, keep, timeouts: Timeouts, retry: dict) ->
 
 
 def refuse_primary(server: ServerInfo, facts: HostFacts, safety: Safety, force: bool) -> None:
-    """Refuse a node that holds the database VIP (asked on the node) or is marked primary."""
+    """Refuse a node that is a primary (`domain.backend`): it holds the database VIP (asked on
+    the node) or its server metadata marks it primary."""
+    role = node_role(
+        holds_vip=bool(safety.database_vip and facts.has_address(safety.database_vip)),
+        metadata=server.metadata,
+        marks=safety.primary_metadata,
+    )
+    if role.role != PRIMARY:
+        return
     reasons = []
-    if safety.database_vip and facts.has_address(safety.database_vip):
+    if role.holds_vip:
         reasons.append(
             f"it holds the database VIP {safety.database_vip} (`{safety.address_command}` on "
             f"{facts.hostname} lists it)"
         )
-    marks = {k: v for k, v in safety.primary_metadata.items() if server.metadata.get(k) == v}
-    if marks:
-        reasons.append(f"its server metadata marks it primary ({marks})")
-    if not reasons:
-        return
+    if role.marks:
+        reasons.append(f"its server metadata marks it primary ({role.marks})")
     if force:
         get_run_logger().warning("force=True: backing up %s although %s", server.name, reasons)
         return
@@ -767,11 +772,3 @@ def node_slot(
                 raise
             lease_id = acquire(stack)
         yield lease_id
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -29,19 +29,28 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.database import MySqlDatabase
 from blocks.ssh import SshIdentity
+from domain.polling import wait_until
+from pipeline.errors import OperationFailed, OperationTimeout
 from tasks.signals import TerminationShield
 from tasks.ssh import RemoteCommandFailed, run_remote_command
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailable(OperationFailed):
     """The database could not be reached or queried."""
 
 
-class DatabaseNotHealthy(RuntimeError):
+class DatabaseNotHealthy(OperationFailed):
     """The database answers but is not healthy (e.g. a Galera node not Synced)."""
 
 
-class DatabaseNotRestored(RuntimeError):
+class DatabaseHealthTimeout(DatabaseNotHealthy, OperationTimeout):
+    """The database was not healthy again before the deadline (after a write block).
+
+    Nothing retries it: `verify` turns it into `DatabaseNotRestored` at once.
+    """
+
+
+class DatabaseNotRestored(OperationFailed):
     """After a write block the database could not be brought back to healthy. Act now."""
 
 
@@ -121,7 +130,13 @@ def query_status(database: MySqlDatabase, host: str, timeout: float = 10) -> Dat
         conn.close()
 
 
-@task(name="inspect-database", task_run_name="inspect-database {host}", cache_policy=NO_CACHE)
+def _host_task(name: str):
+    """`@task` whose runs are named after the host (NO_CACHE: a block holding a secret is an
+    input)."""
+    return task(name=name, task_run_name=name + " {host}", cache_policy=NO_CACHE)
+
+
+@_host_task("inspect-database")
 def inspect_database(database: MySqlDatabase, host: str, timeout: float = 10) -> DatabaseStatus:
     """The database's status on `host`, which must be healthy now.
 
@@ -137,11 +152,7 @@ def inspect_database(database: MySqlDatabase, host: str, timeout: float = 10) ->
     return status
 
 
-@task(
-    name="verify-database-healthy",
-    task_run_name="verify-database-healthy {host}",
-    cache_policy=NO_CACHE,
-)
+@_host_task("verify-database-healthy")
 def wait_until_healthy(
     database: MySqlDatabase,
     host: str,
@@ -153,23 +164,29 @@ def wait_until_healthy(
     of `baseline`, taken before the backup.
 
     Raises:
-        DatabaseNotHealthy: not healthy within `timeout` seconds; the message gives the last
-            state seen.
+        DatabaseHealthTimeout: not healthy within `timeout` seconds (a DatabaseNotHealthy);
+            the message gives the last state seen.
     """
     logger = get_run_logger()
     deadline = time.monotonic() + timeout
-    while True:
+    last: list[str] = []
+
+    def healthy() -> DatabaseStatus | None:
         status, problems = health_problems(database, host, baseline, min(10, max(timeout, 1)))
         if not problems:
             logger.info("%s is healthy", status.describe())
             return status
-        if time.monotonic() >= deadline:
-            raise DatabaseNotHealthy(
-                f"MariaDB on {host} is not healthy {timeout:g}s after the backup: "
-                + "; ".join(problems)
-            )
-        logger.info("waiting for MariaDB on %s: %s", host, "; ".join(problems))
-        time.sleep(poll_interval)
+        last[:] = problems
+        if time.monotonic() < deadline:  # no "waiting" line for the look that ends the wait
+            logger.info("waiting for MariaDB on %s: %s", host, "; ".join(problems))
+        return None
+
+    def timed_out() -> DatabaseStatus:
+        raise DatabaseHealthTimeout(
+            f"MariaDB on {host} is not healthy {timeout:g}s after the backup: " + "; ".join(last)
+        )
+
+    return wait_until(healthy, timeout=timeout, interval=poll_interval, on_timeout=timed_out)
 
 
 def health_problems(
@@ -228,11 +245,11 @@ class HealthCheck:
 _CONNECTION_LOST = (2006, 2013)
 
 
-class StopCommandFailed(RuntimeError):
+class StopCommandFailed(OperationFailed):
     """The stop command failed and the database never stopped (it answers and is healthy)."""
 
 
-class ReadLockFailed(RuntimeError):
+class ReadLockFailed(OperationFailed):
     """FLUSH TABLES WITH READ LOCK could not be taken, or the lock ended before UNLOCK."""
 
 

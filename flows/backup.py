@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow, get_client, get_run_logger
 from prefect.artifacts import create_table_artifact
@@ -188,41 +188,41 @@ class Access(BaseModel):
     )
 
 
+def _seconds(default: float, description: str, **bounds: float) -> Any:
+    """A time limit's field: seconds, more than 0 unless `bounds` say otherwise."""
+    return Field(default=default, **(bounds or {"gt": 0}), description=description)
+
+
 class Timeouts(BaseModel):
     """Time limits (seconds) and retry pacing."""
 
-    command_seconds: float = Field(default=120, gt=0, description="sync, address listing.")
-    stop_seconds: float = Field(default=600, gt=0, description="The stop command.")
-    start_seconds: float = Field(default=600, gt=0, description="The start command.")
-    lock_wait_seconds: float = Field(
-        default=10, gt=0, description="FLUSH TABLES WITH READ LOCK waiting for statements."
+    command_seconds: float = _seconds(120, "sync, address listing.")
+    stop_seconds: float = _seconds(600, "The stop command.")
+    start_seconds: float = _seconds(600, "The start command.")
+    lock_wait_seconds: float = _seconds(10, "FLUSH TABLES WITH READ LOCK waiting for statements.")
+    max_write_block_seconds: float = _seconds(
+        900,
+        "lock mode: MariaDB drops the lock session after this long idle, should this flow die "
+        "while holding it.",
     )
-    max_write_block_seconds: float = Field(
-        default=900,
-        gt=0,
-        description="lock mode: MariaDB drops the lock session after this long idle, should "
-        "this flow die while holding it.",
+    snapshot_seconds: float = _seconds(1800, "Until available.")
+    delete_seconds: float = _seconds(300, "Until a deletion is done.")
+    health_seconds: float = _seconds(600, "Until healthy again.")
+    poll_interval_seconds: float = _seconds(5, "Pause between polls and between start attempts.")
+    node_lock_wait_seconds: float = _seconds(
+        30, "Wait for another backup of this node to finish.", ge=0
     )
-    snapshot_seconds: float = Field(default=1800, gt=0, description="Until available.")
-    delete_seconds: float = Field(default=300, gt=0, description="Until a deletion is done.")
-    health_seconds: float = Field(default=600, gt=0, description="Until healthy again.")
-    poll_interval_seconds: float = Field(
-        default=5, gt=0, description="Pause between polls and between start attempts."
-    )
-    node_lock_wait_seconds: float = Field(
-        default=30, ge=0, description="Wait for another backup of this node to finish."
-    )
-    slot_lease_seconds: float = Field(
-        default=60,
+    slot_lease_seconds: float = _seconds(
+        60,
+        "Lease on the node's concurrency slot, renewed while the run lives: the slot of a run "
+        "killed without a trace comes back this long (plus the server's lease check, 15 s) after "
+        "its last renewal.",
         ge=60,  # the Prefect server's minimum
         le=86400,
-        description="Lease on the node's concurrency slot, renewed while the run lives: the "
-        "slot of a run killed without a trace comes back this long (plus the server's lease "
-        "check, 15 s) after its last renewal.",
     )
     cloud_retries: int = Field(default=3, ge=0, le=10, description="Transient cloud errors.")
-    cloud_retry_delay_seconds: float = Field(
-        default=10, ge=0, description="Pause before retrying a transient cloud error."
+    cloud_retry_delay_seconds: float = _seconds(
+        10, "Pause before retrying a transient cloud error.", ge=0
     )
 
 
@@ -501,15 +501,14 @@ def snapshot_consistently(
     if consistency.mode == "lock":
         changes = ("desync", "read_lock") if baseline.galera else ("read_lock",)
         block = read_locked(
-            node.database, address, galera=baseline.galera, health=health,
-            lock_wait_timeout=timeouts.lock_wait_seconds,
+            health, galera=baseline.galera, lock_wait_timeout=timeouts.lock_wait_seconds,
             max_hold_seconds=timeouts.max_write_block_seconds, block=window,
         )  # fmt: skip
     else:
         changes = ("stop",)
         block = service_stopped(
-            identity, address, stop_command=consistency.stop_command,
-            start_command=consistency.start_command, health=health,
+            identity, health, stop_command=consistency.stop_command,
+            start_command=consistency.start_command,
             stop_timeout=timeouts.stop_seconds, start_timeout=timeouts.start_seconds,
             start_attempts=consistency.start_attempts, retry_delay=timeouts.poll_interval_seconds,
             block=window,

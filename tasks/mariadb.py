@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -255,26 +255,23 @@ class ReadLockFailed(OperationFailed):
 
 @contextmanager
 def read_locked(
-    database: MySqlDatabase,
-    host: str,
+    health: HealthCheck,
     *,
     galera: bool,
-    health: HealthCheck,
     lock_wait_timeout: float = 10,
     max_hold_seconds: float = 600,
     block: WriteBlock | None = None,
 ) -> Iterator[WriteBlock]:
-    """Hold `FLUSH TABLES WITH READ LOCK` on one session of the database on `host`.
+    """Hold `FLUSH TABLES WITH READ LOCK` on one session of the database on `health.host`.
 
     Reads go on; writes wait. On Galera the node is desynced for the duration, then resynced.
     On exit, whatever happened: unlock, resync, wait until healthy; a second termination signal
     waits until that is done (`TerminationShield`).
 
     Args:
-        database: Credentials; the session goes to `host`, never the block's host.
-        host: The node whose volumes are snapshotted.
+        health: The node whose volumes are snapshotted (`host`; the session goes there, never
+            to the block's host), its credentials (`database`), and how to verify it afterwards.
         galera: Desync the node (`SET GLOBAL wsrep_desync`) while the lock is held.
-        health: How to verify the database afterwards.
         lock_wait_timeout: Seconds FLUSH TABLES WITH READ LOCK may wait for running
             statements; writers queue behind it meanwhile, so keep it short.
         max_hold_seconds: The session's `wait_timeout`: if this flow dies or hangs while holding
@@ -288,12 +285,31 @@ def read_locked(
         DatabaseNotRestored: the node could not be resynced or is not healthy afterwards.
     """
     logger = get_run_logger()
+    database, host = health.database, health.host
     block = block or WriteBlock("lock")
-    interrupted: BaseException | None = None
     lock_lost: Exception | None = None
     conn = None
     desynced = False
-    try:
+
+    def release(interrupted: BaseException | None) -> None:
+        nonlocal lock_lost
+        if conn is not None:
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute("UNLOCK TABLES")
+            except pymysql.MySQLError as error:
+                lock_lost = error  # the session is gone, and with it the lock
+            finally:
+                conn.close()  # ends the session: releases the lock whatever happened above
+        block.end()
+        if block.seconds is not None:
+            logger.info("MariaDB on %s: unlocked after %.3fs", host, block.seconds)
+        if desynced:
+            resync(database, host, interrupted)
+        verify(health, interrupted)
+        block.restored = True
+
+    with _undone_on_exit(release):
         try:
             # the FTWRL may wait lock_wait_timeout for running statements: read a bit longer
             conn = database.connect(host=host, read_timeout=lock_wait_timeout + 30)
@@ -316,26 +332,6 @@ def read_locked(
             ) from None
         logger.info("MariaDB on %s: read lock held%s", host, " (node desynced)" if galera else "")
         yield block
-    except BaseException as error:
-        interrupted = error
-        raise
-    finally:
-        with TerminationShield():  # a second signal must not cut the undo short
-            if conn is not None:
-                try:
-                    with conn.cursor() as cursor:
-                        cursor.execute("UNLOCK TABLES")
-                except pymysql.MySQLError as error:
-                    lock_lost = error  # the session is gone, and with it the lock
-                finally:
-                    conn.close()  # ends the session: releases the lock whatever happened above
-            block.end()
-            if block.seconds is not None:
-                logger.info("MariaDB on %s: unlocked after %.3fs", host, block.seconds)
-            if desynced:
-                resync(database, host, interrupted)
-            verify(health, interrupted)
-            block.restored = True
     if lock_lost is not None:
         raise ReadLockFailed(
             f"the read lock on {host} ended before UNLOCK TABLES ({lock_lost}); writes may have "
@@ -346,18 +342,18 @@ def read_locked(
 @contextmanager
 def service_stopped(
     identity: SshIdentity,
-    host: str,
+    health: HealthCheck,
     *,
     stop_command: str,
     start_command: str,
-    health: HealthCheck,
     stop_timeout: float = 600,
     start_timeout: float = 600,
     start_attempts: int = 3,
     retry_delay: float = 5,
     block: WriteBlock | None = None,
 ) -> Iterator[WriteBlock]:
-    """Stop the database service on `host` over SSH; on exit, start it, whatever happened.
+    """Stop the database service on `health.host` over SSH; on exit, start it, whatever
+    happened, and verify it as `health` says.
 
     When the stop command failed (or its connection was cut), the database is looked at first:
     if it still answers and is healthy, it never stopped, nothing is started and the stop's own
@@ -373,44 +369,62 @@ def service_stopped(
         DatabaseNotRestored: the start command kept failing, or the database is not healthy.
     """
     logger = get_run_logger()
+    host = health.host
     block = block or WriteBlock("stop")
-    interrupted: BaseException | None = None
     stopped = False
+    never_stopped: BaseException | None = None  # the stop's error, when it was a no-op
+
+    def restart(interrupted: BaseException | None) -> None:
+        nonlocal never_stopped
+        # a stop command that ended with an error status may have done nothing at all; one
+        # cut off or timed out may still be running on the node: then start, whatever
+        if (
+            not stopped
+            and isinstance(interrupted, RemoteCommandFailed)
+            and _still_healthy(health, stop_command)
+        ):
+            never_stopped = interrupted
+        else:
+            try:
+                start(
+                    identity, host, start_command, attempts=start_attempts,
+                    timeout=start_timeout, retry_delay=retry_delay, interrupted=interrupted,
+                )  # fmt: skip
+            finally:
+                block.end()
+            logger.info("MariaDB on %s started again after %.3fs", host, block.seconds)
+            verify(health, interrupted)
+        block.end()  # the window closes with the start, or when the stop turned out a no-op
+        block.restored = True
+
     try:
-        block.start()
-        run_remote_command(identity, host, stop_command, timeout=stop_timeout)
-        stopped = True
-        logger.info("MariaDB on %s stopped", host)
-        yield block
+        with _undone_on_exit(restart):
+            block.start()
+            run_remote_command(identity, host, stop_command, timeout=stop_timeout)
+            stopped = True
+            logger.info("MariaDB on %s stopped", host)
+            yield block
+    finally:
+        if never_stopped is not None:
+            raise StopCommandFailed(
+                f"the stop command failed and MariaDB on {host} never stopped: it answers and "
+                f"is healthy, nothing was started and no snapshot was taken. {never_stopped}"
+            ) from never_stopped
+
+
+@contextmanager
+def _undone_on_exit(undo: Callable[[BaseException | None], None]) -> Iterator[None]:
+    """Run the body, then `undo(interrupted)` whatever happened (`interrupted`: what the body
+    raised, None if nothing), a second termination signal held until the undo is done."""
+    interrupted: BaseException | None = None
+    try:
+        yield
     except BaseException as error:
         interrupted = error
         raise
     finally:
         with TerminationShield():  # a second signal must not cut the undo short
-            # a stop command that ended with an error status may have done nothing at all; one
-            # cut off or timed out may still be running on the node: then start, whatever
-            never_stopped = (
-                not stopped
-                and isinstance(interrupted, RemoteCommandFailed)
-                and _still_healthy(health, stop_command)
-            )
-            if not never_stopped:
-                try:
-                    start(
-                        identity, host, start_command, attempts=start_attempts,
-                        timeout=start_timeout, retry_delay=retry_delay, interrupted=interrupted,
-                    )  # fmt: skip
-                finally:
-                    block.end()
-                logger.info("MariaDB on %s started again after %.3fs", host, block.seconds)
-                verify(health, interrupted)
-            block.end()  # the window closes with the start, or when the stop turned out a no-op
-            block.restored = True
-        if never_stopped:
-            raise StopCommandFailed(
-                f"the stop command failed and MariaDB on {host} never stopped: it answers and "
-                f"is healthy, nothing was started and no snapshot was taken. {interrupted}"
-            ) from interrupted
+            undo(interrupted)
 
 
 def _still_healthy(health: HealthCheck, stop_command: str) -> bool:

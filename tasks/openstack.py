@@ -47,7 +47,8 @@ class SnapshotTimeout(OperationTimeout):
 
 
 class SnapshotDeleteFailed(OperationFailed):
-    """Cinder could not delete a snapshot (error_deleting, or still there after the timeout)."""
+    """Cinder could not delete a snapshot (error_deleting; still there after the timeout:
+    `SnapshotDeleteTimeout`)."""
 
 
 class SnapshotDeleteTimeout(SnapshotDeleteFailed, OperationTimeout):

@@ -5,7 +5,7 @@ The story: look up the multi-node stack's management network and security group 
 ``heat-templates/hot/edx-analytics-server.yaml`` against what exists (create, update with the
 changed parameters, or nothing), publish the plan, apply it and wait, then publish the outputs
 (``server_ip``, ``public_ip``) and the inventory (the seed's ``analytics.ini`` and the
-``--list`` JSON, built by ``tasks.inventory``).
+``--list`` JSON, built by ``domain.inventory`` from what ``tasks.heat`` reads).
 
 A failed create is deleted unless ``keep_failed``; the error carries Heat's status reason.
 """
@@ -19,15 +19,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.openstack import OpenStackCloud
+from domain.inventory import ANALYTICS_INI_GROUPS, render_ini, render_json, write_inventory
+from domain.names import artifact_key
 from pipeline_config.fields import NonEmptyStr
-from tasks.heat import apply_stack_plan, plan_stack, stack_resource_ids
-from tasks.inventory import (
-    ANALYTICS_INI_GROUPS,
-    inventory_from_openstack,
-    render_ini,
-    render_json,
-    write_inventory,
-)
+from tasks.heat import apply_stack_plan, inventory_from_openstack, plan_stack, stack_resource_ids
 from tasks.parameters import fill_from_deployment
 
 FLOW_NAME = "deploy-analytics-stack"
@@ -120,7 +115,7 @@ def deploy_analytics_stack(
         parameters = server.heat_parameters(ids[NETWORK_RESOURCE], ids[SECURITY_GROUP_RESOURCE])
         plan = plan_stack(conn, stack_name, template, parameters)
         create_table_artifact(
-            key=f"stack-plan-{_slug(stack_name)}",
+            key=f"stack-plan-{artifact_key(stack_name, 'stack')}",
             table=plan.table(),
             description=f"**{FLOW_NAME}** plan: {plan.summary()}",
         )
@@ -149,7 +144,7 @@ def deploy_analytics_stack(
         write_inventory(inventory, directory / "inventory.json")
         logger.info("wrote analytics.ini and inventory.json in %s", directory)
     create_markdown_artifact(
-        key=f"stack-{_slug(stack_name)}",
+        key=f"stack-{artifact_key(stack_name, 'stack')}",
         markdown=(
             f"## Stack {stack_name}: {stack.status} ({plan.action})\n\n"
             f"| output | value |\n|---|---|\n| server_ip | {result['server_ip']} |\n"
@@ -163,9 +158,3 @@ def deploy_analytics_stack(
         result["server_ip"], result["public_ip"],
     )  # fmt: skip
     return result
-
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "stack"

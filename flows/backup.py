@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow, get_client, get_run_logger
 from prefect.artifacts import create_table_artifact
@@ -36,8 +36,12 @@ from pydantic import BaseModel, Field, field_validator
 from blocks.database import MySqlDatabase
 from blocks.openstack import OpenStackCloud
 from blocks.ssh import SshIdentity
+from domain.backend import PRIMARY, PRIMARY_MARKS, node_role
+from domain.names import artifact_key, is_address
+from domain.snapshots import snapshot_name
+from pipeline.errors import Refused
 from pipeline_config.fields import NonEmptyStr
-from tasks.database import (
+from tasks.mariadb import (
     DatabaseNotRestored,
     DatabaseStatus,
     HealthCheck,
@@ -67,7 +71,6 @@ from tasks.openstack import (
     find_attached_volumes,
     find_server,
     rotate_snapshots,
-    snapshot_name,
     wait_for_snapshots,
 )
 from tasks.parameters import fill_from_deployment
@@ -150,7 +153,7 @@ class Safety(BaseModel):
         default="ip -o addr show", description="Lists the node's addresses, run on the node."
     )
     primary_metadata: dict[NonEmptyStr, NonEmptyStr] = Field(
-        default={"backend_role": "primary"},
+        default=dict(PRIMARY_MARKS),
         description="Server metadata marking a primary backend; such a node is refused.",
     )
     check_database_hostname: bool = Field(
@@ -185,49 +188,49 @@ class Access(BaseModel):
     )
 
 
+def _seconds(default: float, description: str, **bounds: float) -> Any:
+    """A time limit's field: seconds, more than 0 unless `bounds` say otherwise."""
+    return Field(default=default, **(bounds or {"gt": 0}), description=description)
+
+
 class Timeouts(BaseModel):
     """Time limits (seconds) and retry pacing."""
 
-    command_seconds: float = Field(default=120, gt=0, description="sync, address listing.")
-    stop_seconds: float = Field(default=600, gt=0, description="The stop command.")
-    start_seconds: float = Field(default=600, gt=0, description="The start command.")
-    lock_wait_seconds: float = Field(
-        default=10, gt=0, description="FLUSH TABLES WITH READ LOCK waiting for statements."
+    command_seconds: float = _seconds(120, "sync, address listing.")
+    stop_seconds: float = _seconds(600, "The stop command.")
+    start_seconds: float = _seconds(600, "The start command.")
+    lock_wait_seconds: float = _seconds(10, "FLUSH TABLES WITH READ LOCK waiting for statements.")
+    max_write_block_seconds: float = _seconds(
+        900,
+        "lock mode: MariaDB drops the lock session after this long idle, should this flow die "
+        "while holding it.",
     )
-    max_write_block_seconds: float = Field(
-        default=900,
-        gt=0,
-        description="lock mode: MariaDB drops the lock session after this long idle, should "
-        "this flow die while holding it.",
+    snapshot_seconds: float = _seconds(1800, "Until available.")
+    delete_seconds: float = _seconds(300, "Until a deletion is done.")
+    health_seconds: float = _seconds(600, "Until healthy again.")
+    poll_interval_seconds: float = _seconds(5, "Pause between polls and between start attempts.")
+    node_lock_wait_seconds: float = _seconds(
+        30, "Wait for another backup of this node to finish.", ge=0
     )
-    snapshot_seconds: float = Field(default=1800, gt=0, description="Until available.")
-    delete_seconds: float = Field(default=300, gt=0, description="Until a deletion is done.")
-    health_seconds: float = Field(default=600, gt=0, description="Until healthy again.")
-    poll_interval_seconds: float = Field(
-        default=5, gt=0, description="Pause between polls and between start attempts."
-    )
-    node_lock_wait_seconds: float = Field(
-        default=30, ge=0, description="Wait for another backup of this node to finish."
-    )
-    slot_lease_seconds: float = Field(
-        default=60,
+    slot_lease_seconds: float = _seconds(
+        60,
+        "Lease on the node's concurrency slot, renewed while the run lives: the slot of a run "
+        "killed without a trace comes back this long (plus the server's lease check, 15 s) after "
+        "its last renewal.",
         ge=60,  # the Prefect server's minimum
         le=86400,
-        description="Lease on the node's concurrency slot, renewed while the run lives: the "
-        "slot of a run killed without a trace comes back this long (plus the server's lease "
-        "check, 15 s) after its last renewal.",
     )
     cloud_retries: int = Field(default=3, ge=0, le=10, description="Transient cloud errors.")
-    cloud_retry_delay_seconds: float = Field(
-        default=10, ge=0, description="Pause before retrying a transient cloud error."
+    cloud_retry_delay_seconds: float = _seconds(
+        10, "Pause before retrying a transient cloud error.", ge=0
     )
 
 
-class BackupRefused(RuntimeError):
+class BackupRefused(Refused):
     """The node must not be backed up this way (primary, VIP holder, wrong database...)."""
 
 
-class BackupAlreadyRunning(RuntimeError):
+class BackupAlreadyRunning(Refused):
     """Another run holds this node's concurrency slot."""
 
 
@@ -328,18 +331,15 @@ class BackupReport:
 
 def publish(report: BackupReport) -> None:
     """The run's table artifact; a failure here must not hide the run's own error."""
+    name = report.server.name if report.server else report.node
     try:
         create_table_artifact(
-            key=f"backup-{_slug(report.server.name if report.server else report.node)}",
+            key=f"backup-{artifact_key(name, 'node')}",
             table=report.table(),
             description=report.summary(),
         )
     except Exception as error:
         get_run_logger().warning("could not publish the backup table: %s", error)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "node"
 
 
 def _seconds_between(start: str, end: str) -> float | None:
@@ -398,7 +398,7 @@ def backup_backend_node(
     try:
         server = find_server.with_options(**retry)(conn, node)
         report.server = server
-        address = access.address or (node if _is_address(node) else None)
+        address = access.address or (node if is_address(node) else None)
         address = address or server.address(access.network)
         report.address = address
         node_ssh = NodeAccess(identity, database, address, consistency, timeouts)
@@ -501,15 +501,14 @@ def snapshot_consistently(
     if consistency.mode == "lock":
         changes = ("desync", "read_lock") if baseline.galera else ("read_lock",)
         block = read_locked(
-            node.database, address, galera=baseline.galera, health=health,
-            lock_wait_timeout=timeouts.lock_wait_seconds,
+            health, galera=baseline.galera, lock_wait_timeout=timeouts.lock_wait_seconds,
             max_hold_seconds=timeouts.max_write_block_seconds, block=window,
         )  # fmt: skip
     else:
         changes = ("stop",)
         block = service_stopped(
-            identity, address, stop_command=consistency.stop_command,
-            start_command=consistency.start_command, health=health,
+            identity, health, stop_command=consistency.stop_command,
+            start_command=consistency.start_command,
             stop_timeout=timeouts.stop_seconds, start_timeout=timeouts.start_seconds,
             start_attempts=consistency.start_attempts, retry_delay=timeouts.poll_interval_seconds,
             block=window,
@@ -682,18 +681,23 @@ def rotate(conn, report, volume, snap, keep, timeouts: Timeouts, retry: dict) ->
 
 
 def refuse_primary(server: ServerInfo, facts: HostFacts, safety: Safety, force: bool) -> None:
-    """Refuse a node that holds the database VIP (asked on the node) or is marked primary."""
+    """Refuse a node that is a primary (`domain.backend`): it holds the database VIP (asked on
+    the node) or its server metadata marks it primary."""
+    role = node_role(
+        holds_vip=bool(safety.database_vip and facts.has_address(safety.database_vip)),
+        metadata=server.metadata,
+        marks=safety.primary_metadata,
+    )
+    if role.role != PRIMARY:
+        return
     reasons = []
-    if safety.database_vip and facts.has_address(safety.database_vip):
+    if role.holds_vip:
         reasons.append(
             f"it holds the database VIP {safety.database_vip} (`{safety.address_command}` on "
             f"{facts.hostname} lists it)"
         )
-    marks = {k: v for k, v in safety.primary_metadata.items() if server.metadata.get(k) == v}
-    if marks:
-        reasons.append(f"its server metadata marks it primary ({marks})")
-    if not reasons:
-        return
+    if role.marks:
+        reasons.append(f"its server metadata marks it primary ({role.marks})")
     if force:
         get_run_logger().warning("force=True: backing up %s although %s", server.name, reasons)
         return
@@ -767,11 +771,3 @@ def node_slot(
                 raise
             lease_id = acquire(stack)
         yield lease_id
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -1,12 +1,12 @@
-"""Heat stacks as plan-then-apply, Terraform style: `plan_stack`, then `apply_stack_plan`.
+"""Prefect tasks on Heat stacks, plan-then-apply: `plan_stack`, then `apply_stack_plan`.
 
-`plan_stack` reads what exists (the stack's status, parameters and template) and compares it
-with what is wanted (a template file and parameters; parameters left out take the template's
-defaults, as a PUT update would): the plan is `create`, `update` (naming each changed
-parameter, or the template) or `none`. `apply_stack_plan` carries it out and waits, with its
-own deadline; a failure raises `StackFailed` carrying Heat's `stack_status_reason`. A stack
-whose *creation* failed is deleted unless the caller keeps it for debugging; a failed update
-never deletes anything (the stack held a working server before).
+`plan_stack` reads what exists (the stack's status, parameters and template) and hands it to
+`domain.stack_plan.diff_stack`, which compares it with what is wanted. `apply_stack_plan`
+carries the plan out and waits, with its own deadline; a failure raises `StackFailed` carrying
+Heat's `stack_status_reason` (`StackTimeout` when the deadline passed). A stack whose *creation*
+failed is deleted unless the caller keeps it for debugging; a failed update never deletes
+anything (the stack held a working server before). `gather_stack_data` reads the stacks an
+inventory is built from (`domain.heat_inventory`).
 
 Tasks take an openstacksdk `Connection` (hence NO_CACHE, via `cloud_task`) and return plain data.
 """
@@ -14,23 +14,30 @@ Tasks take an openstacksdk `Connection` (hence NO_CACHE, via `cloud_task`) and r
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from openstack import exceptions as sdk_exceptions
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from domain.heat_inventory import (
+    SERVER_TYPE,
+    ResourceData,
+    ServerData,
+    StackData,
+    inventory_from_stacks,
+)
+from domain.inventory import Inventory
+from domain.polling import wait_until
+from domain.stack_plan import StackInfo, StackPlan, diff_stack, heat_value, load_template
+from pipeline.errors import OperationFailed, OperationTimeout
 from tasks.openstack import CloudLookupError, cloud_task
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
 
 
-class StackFailed(RuntimeError):
+class StackFailed(OperationFailed):
     """A stack operation ended `*_FAILED` or timed out; `reason` is Heat's status reason."""
 
     def __init__(self, message: str, *, stack: str, status: str, reason: str) -> None:
@@ -38,177 +45,8 @@ class StackFailed(RuntimeError):
         self.stack, self.status, self.reason = stack, status, reason
 
 
-class StackBusy(RuntimeError):
-    """The stack has an operation in progress: planning against it would be a guess."""
-
-
-@dataclass(frozen=True)
-class StackInfo:
-    """A Heat stack as plain data (parameters as Heat shows them: strings)."""
-
-    id: str
-    name: str
-    status: str
-    reason: str
-    parameters: dict[str, str] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ParameterChange:
-    name: str
-    current: str | None
-    wanted: str
-
-
-@dataclass(frozen=True)
-class StackPlan:
-    """What `apply_stack_plan` will do to `stack_name`, and why."""
-
-    stack_name: str
-    action: Literal["create", "update", "none"]
-    changes: tuple[ParameterChange, ...] = ()
-    template_changed: bool = False
-    current: StackInfo | None = None
-    reason: str = ""
-
-    def table(self) -> list[dict[str, str]]:
-        """One row per change, for a table artifact (a `none` plan has one row saying so)."""
-        rows = [
-            {
-                "change": "parameter",
-                "name": c.name,
-                "current": _shown(c.current),
-                "wanted": c.wanted,
-            }
-            for c in self.changes
-        ]
-        if self.template_changed:
-            rows.append({"change": "template", "name": "-", "current": "differs", "wanted": "-"})
-        if self.action == "create":
-            rows = [{"change": "create", "name": self.stack_name, "current": "-", "wanted": "-"}]
-        if not rows:
-            rows = [{"change": "none", "name": self.stack_name, "current": "-", "wanted": "-"}]
-        return rows
-
-    def summary(self) -> str:
-        if self.action == "create":
-            return f"create stack {self.stack_name}"
-        if self.action == "none":
-            return f"stack {self.stack_name} is up to date: no changes"
-        what = [f"{c.name}: {_shown(c.current)} -> {c.wanted}" for c in self.changes]
-        if self.template_changed:
-            what.append("template changed")
-        extra = f" ({self.reason})" if self.reason else ""
-        return f"update stack {self.stack_name}{extra}: " + "; ".join(what or ["retry"])
-
-
-def _shown(value: str | None) -> str:
-    return "(unset)" if value is None else value
-
-
-# -- pure comparison ------------------------------------------------------------------------------
-
-
-def load_template(path: str) -> dict[str, Any]:
-    """The template file as a mapping (YAML; dates such as the HOT version stay strings)."""
-    with open(path) as handle:
-        text = handle.read()
-    try:
-        loaded = yaml.load(text, Loader=_NoDatesLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as error:
-        raise ValueError(f"template {path} is not valid YAML: {error}") from None
-    if not isinstance(loaded, dict) or "heat_template_version" not in loaded:
-        raise ValueError(f"template {path} is not a HOT template (no heat_template_version)")
-    return loaded
-
-
-class _NoDatesLoader(yaml.SafeLoader):
-    """SafeLoader that reads `2015-04-30` as a string, as Heat does."""
-
-
-_NoDatesLoader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def heat_value(value: Any) -> str:
-    """A parameter value as Heat shows it (strings; lists comma-joined; maps as JSON)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list | tuple):
-        return ",".join(heat_value(item) for item in value)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def _same(current: str | None, wanted: str) -> bool:
-    if current == wanted:
-        return True
-    try:  # "10" and "10.0" are the same number parameter
-        return current is not None and float(current) == float(wanted)
-    except ValueError:
-        return False
-
-
-def wanted_parameters(template: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, str]:
-    """Every template parameter's value after an update with `given` (defaults for the rest).
-
-    Raises:
-        ValueError: `given` names a parameter the template does not have.
-    """
-    declared = template.get("parameters") or {}
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise ValueError(
-            f"parameters {unknown} are not in the template (it has {sorted(declared)})"
-        )
-    wanted = {}
-    for name, definition in declared.items():
-        if name in given and given[name] is not None:
-            wanted[name] = heat_value(given[name])
-        elif "default" in (definition or {}):
-            wanted[name] = heat_value(definition["default"])
-    return wanted
-
-
-def diff_stack(
-    stack_name: str,
-    current: StackInfo | None,
-    template: Mapping[str, Any],
-    given: Mapping[str, Any],
-    current_template: Mapping[str, Any] | None = None,
-) -> StackPlan:
-    """The plan that brings `current` (None: no such stack) to `template` with `given`."""
-    wanted = wanted_parameters(template, given)
-    if current is None:
-        return StackPlan(stack_name, "create")
-    if current.status.endswith("_IN_PROGRESS"):
-        raise StackBusy(
-            f"stack {stack_name} is {current.status}: wait until it finishes, then run again"
-        )
-    changes = tuple(
-        ParameterChange(name, current.parameters.get(name), value)
-        for name, value in wanted.items()
-        if not _same(current.parameters.get(name), value)
-    )
-    template_changed = current_template is not None and _canonical(current_template) != _canonical(
-        template
-    )
-    reason = ""
-    if current.status.endswith("_FAILED"):
-        reason = f"it is {current.status}: {current.reason}"
-    if changes or template_changed or reason:
-        return StackPlan(stack_name, "update", changes, template_changed, current, reason)
-    return StackPlan(stack_name, "none", current=current)
-
-
-def _canonical(template: Mapping[str, Any]) -> str:
-    keep = {k: v for k, v in template.items() if k not in ("id", "name", "location")}
-    keep = {k: v for k, v in keep.items() if v not in (None, {}, [])}
-    return json.dumps(keep, sort_keys=True, default=str)
+class StackTimeout(StackFailed, OperationTimeout):
+    """A stack operation (create, update, delete) did not finish before its deadline."""
 
 
 # -- cloud tasks ----------------------------------------------------------------------------------
@@ -304,9 +142,8 @@ def apply_stack_plan(
     logger = get_run_logger()
     heat = conn.orchestration
     if plan.action == "none":
-        assert plan.current is not None
         logger.info("stack %s is up to date; nothing to do", plan.stack_name)
-        return plan.current
+        return plan.existing
     attrs = heat.read_env_and_templates(template_file=template_file)
     timeout_mins = max(1, int(-(-timeout // 60)))  # Heat's own limit, rounded up
     if plan.action == "create":
@@ -316,8 +153,7 @@ def apply_stack_plan(
         stack_id, action = str(created.id), "CREATE"
         logger.info("creating stack %s (%s)", plan.stack_name, stack_id)
     else:
-        assert plan.current is not None
-        stack_id, action = plan.current.id, "UPDATE"
+        stack_id, action = plan.existing.id, "UPDATE"
         heat.update_stack(stack_id, parameters=dict(parameters), timeout_mins=timeout_mins, **attrs)
         logger.info("updating stack %s (%s): %s", plan.stack_name, stack_id, plan.summary())
     final = wait_for_stack(conn, stack_id, action, timeout, poll_interval)
@@ -344,51 +180,129 @@ def apply_stack_plan(
     else:
         message += ". Nothing was deleted: the stack keeps its resources; fix and run again."
     logger.error(message)
-    raise StackFailed(message, stack=plan.stack_name, status=final.status, reason=reason)
+    failure = StackTimeout if final.status == f"{action}_TIMEOUT" else StackFailed
+    raise failure(message, stack=plan.stack_name, status=final.status, reason=reason)
 
 
 def wait_for_stack(
     conn: Connection, stack_id: str, action: str, timeout: float, poll_interval: float
 ) -> StackInfo:
     """Poll until the stack leaves `<action>_IN_PROGRESS`; on timeout a `<action>_TIMEOUT`
-    StackInfo (the reason says how long) rather than an exception, so the caller cleans up."""
-    deadline = time.monotonic() + timeout
-    last: StackInfo | None = None
-    while True:
-        stack = conn.orchestration.get_stack(stack_id)
-        last = _stack_info(stack)
-        if last.status.startswith(action) and not last.status.endswith("_IN_PROGRESS"):
-            return last
-        if time.monotonic() >= deadline:
-            return StackInfo(
-                last.id, last.name, f"{action}_TIMEOUT",
-                f"still {last.status} after {timeout:g}s ({last.reason})",
-                last.parameters, last.outputs,
-            )  # fmt: skip
-        time.sleep(min(poll_interval, max(deadline - time.monotonic(), 0.01)))
+    StackInfo (the reason says how long) rather than an exception.
+
+    A timed-out create must still be cleaned up (deleted, or kept and said so) and reported
+    with the stack's last status and reason, exactly like a failed one: returning the state
+    lets `apply_stack_plan` treat both on one path, and raise `StackTimeout` itself after.
+    """
+    last: list[StackInfo] = []
+
+    def probe() -> StackInfo | None:
+        last[:] = [_stack_info(conn.orchestration.get_stack(stack_id))]
+        done = last[0].status.startswith(action) and not last[0].status.endswith("_IN_PROGRESS")
+        return last[0] if done else None
+
+    def timed_out() -> StackInfo:
+        seen = last[0]
+        return StackInfo(
+            seen.id, seen.name, f"{action}_TIMEOUT",
+            f"still {seen.status} after {timeout:g}s ({seen.reason})",
+            seen.parameters, seen.outputs,
+        )  # fmt: skip
+
+    return wait_until(probe, timeout=timeout, interval=poll_interval, on_timeout=timed_out)
 
 
 def delete_stack(conn: Connection, stack_id: str, timeout: float, poll_interval: float) -> None:
-    """Delete a stack and wait until it is gone (`DELETE_COMPLETE` or not found)."""
+    """Delete a stack and wait until it is gone (`DELETE_COMPLETE` or not found).
+
+    Raises:
+        StackFailed: it went to `DELETE_FAILED`.
+        StackTimeout: it was still there after `timeout` seconds.
+    """
     heat = conn.orchestration
     heat.delete_stack(stack_id, ignore_missing=True)
-    deadline = time.monotonic() + timeout
-    while True:
+    last: list[Any] = []
+
+    def gone() -> bool | None:
         try:
             stack = heat.get_stack(stack_id)
         except sdk_exceptions.NotFoundException:
-            return
+            return True
+        last[:] = [stack]
         status = str(stack.status)
         if status == "DELETE_COMPLETE":
-            return
+            return True
         if status == "DELETE_FAILED":
             raise StackFailed(
                 f"deleting stack {stack.name} failed: {stack.status_reason}",
                 stack=str(stack.name), status=status, reason=str(stack.status_reason or ""),
             )  # fmt: skip
-        if time.monotonic() >= deadline:
-            raise StackFailed(
-                f"stack {stack.name} still {status} {timeout:g}s after its deletion",
-                stack=str(stack.name), status=status, reason=str(stack.status_reason or ""),
-            )  # fmt: skip
-        time.sleep(poll_interval)
+        return None
+
+    def timed_out() -> bool:
+        stack = last[0]
+        status = str(stack.status)
+        raise StackTimeout(
+            f"stack {stack.name} still {status} {timeout:g}s after its deletion",
+            stack=str(stack.name), status=status, reason=str(stack.status_reason or ""),
+        )  # fmt: skip
+
+    wait_until(gone, timeout=timeout, interval=poll_interval, on_timeout=timed_out)
+
+
+# -- what an inventory needs ----------------------------------------------------------------------
+
+
+def gather_stack_data(conn: Connection, stack_name: str) -> StackData:
+    """Read a stack's status, outputs, resources and servers as :class:`StackData`.
+
+    Raises openstacksdk's ``ResourceNotFound`` when there is no such stack.
+
+    Example:
+        ```python
+        data = gather_stack_data(conn, "multi")
+        data["outputs"]["deploy_ip"]
+        ```
+    """
+    heat = conn.orchestration
+    stack = heat.get_stack(heat.find_stack(stack_name, ignore_missing=False))
+    resources: dict[str, ResourceData] = {
+        res.name: {
+            "type": str(res.resource_type),
+            "physical_id": str(res.physical_resource_id or ""),
+            "status": str(res.status or ""),
+        }
+        for res in heat.resources(stack)
+    }
+    servers: dict[str, ServerData] = {}
+    for res in resources.values():
+        if res["type"] == SERVER_TYPE and res["physical_id"]:
+            server = conn.compute.get_server(res["physical_id"])
+            servers[res["physical_id"]] = {
+                "name": str(server.name),
+                "addresses": json.loads(json.dumps(server.addresses or {})),
+                "metadata": {str(k): str(v) for k, v in (server.metadata or {}).items()},
+            }
+    return {
+        "name": str(stack.name),
+        "id": str(stack.id),
+        "status": str(stack.status),
+        "outputs": {o["output_key"]: o.get("output_value") for o in stack.outputs or []},
+        "resources": resources,
+        "servers": servers,
+    }
+
+
+def inventory_from_openstack(
+    conn: Connection,
+    multi_node_stack: str | None = None,
+    analytics_stack: str | None = None,
+    *,
+    vip_holder: str | None = None,
+) -> Inventory:
+    """:func:`gather_stack_data` for each named stack, then :func:`inventory_from_stacks`."""
+    return inventory_from_stacks(
+        gather_stack_data(conn, multi_node_stack) if multi_node_stack else None,
+        gather_stack_data(conn, analytics_stack) if analytics_stack else None,
+        vip_holder=vip_holder,
+    )

@@ -5,16 +5,12 @@ Tasks take an openstacksdk `Connection` (hence `cache_policy=NO_CACHE`) and retu
 connection failures) are retried, through `retry_on_transient_cloud_error`; a 4xx means a
 request that will fail again, so it fails at once.
 
-Backup snapshots are named `<pattern>-<server-uuid>-<YYYYmmdd-HHMMSS>` (UTC), as the original
-backup playbook named them, so snapshots of existing sites keep rotating with new ones.
+Snapshot names and the rotation plan are `domain.snapshots`' (pure); the tasks here carry them
+out in Cinder.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
-import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,31 +20,43 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run as current_task_run
 
+from domain.names import is_address
+from domain.polling import wait_until
+from domain.servers import FIXED, nova_addresses
+from domain.snapshots import RotationPlan, SnapshotInfo, plan_rotation
+from pipeline.errors import NotFound, OperationFailed, OperationTimeout
+
 if TYPE_CHECKING:
     from openstack.connection import Connection
-
-SNAPSHOT_TIME_FORMAT = "%Y%m%d-%H%M%S"
-_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 #: Task defaults; flows tune them with `.with_options(retries=..., retry_delay_seconds=...)`.
 CLOUD_RETRIES = 3
 CLOUD_RETRY_DELAY_SECONDS = 10
 
 
-class CloudLookupError(LookupError):
+class CloudLookupError(NotFound):
     """The server or its volumes are not what the operation needs (missing, ambiguous)."""
 
 
-class SnapshotFailed(RuntimeError):
+class SnapshotFailed(OperationFailed):
     """A snapshot went to an error state or disappeared."""
 
 
-class SnapshotTimeout(TimeoutError):
+class SnapshotTimeout(OperationTimeout):
     """A snapshot did not become available in time."""
 
 
-class SnapshotDeleteFailed(RuntimeError):
-    """Cinder could not delete a snapshot (error_deleting, or still there after the timeout)."""
+class SnapshotDeleteFailed(OperationFailed):
+    """Cinder could not delete a snapshot (error_deleting; still there after the timeout:
+    `SnapshotDeleteTimeout`)."""
+
+
+class SnapshotDeleteTimeout(SnapshotDeleteFailed, OperationTimeout):
+    """A deleted snapshot was still there after the timeout.
+
+    Not retried by `retry_on_transient_cloud_error` (which knows only cloud and connection
+    errors): a second delete request would not make Cinder any faster.
+    """
 
 
 # -- transient errors --------------------------------------------------------------------------
@@ -119,7 +127,7 @@ class ServerInfo:
 
     def address(self, network: str | None = None) -> str:
         """The first fixed IPv4 address (on `network` if given), else any fixed address."""
-        fixed = [(net, addr) for net, addr, kind in self.addresses if kind == "fixed"]
+        fixed = [(net, addr) for net, addr, kind in self.addresses if kind == FIXED]
         candidates = [addr for net, addr in fixed if network is None or net == network]
         if not candidates:
             where = f" on network {network!r}" if network else ""
@@ -141,25 +149,8 @@ class VolumeInfo:
     device: str | None = None
 
 
-@dataclass(frozen=True)
-class SnapshotInfo:
-    """A Cinder snapshot."""
-
-    id: str
-    name: str
-    volume_id: str
-    status: str
-    created_at: str = ""
-    updated_at: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
 def _server_info(server: Any) -> ServerInfo:
-    addresses = tuple(
-        (network, entry.get("addr", ""), entry.get("OS-EXT-IPS:type", "fixed"))
-        for network, entries in (server.addresses or {}).items()
-        for entry in entries
-    )
+    addresses = nova_addresses(server.addresses)
     return ServerInfo(server.id, server.name, server.status, addresses, dict(server.metadata or {}))
 
 
@@ -175,75 +166,6 @@ def _snapshot_info(snap: Any) -> SnapshotInfo:
     )
 
 
-# -- naming and rotation (pure) ----------------------------------------------------------------
-
-
-def snapshot_name(pattern: str, server_id: str, when: dt.datetime) -> str:
-    """`<pattern>-<server-uuid>-<YYYYmmdd-HHMMSS>` with `when` in UTC."""
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.UTC)
-    return f"{pattern}-{server_id}-{when.strftime(SNAPSHOT_TIME_FORMAT)}"
-
-
-def parse_snapshot_name(name: str, pattern: str) -> dt.datetime | None:
-    """The UTC time in a backup snapshot name of `pattern`; None if it does not follow the scheme.
-
-    Any server UUID is accepted: the snapshots of one volume stay one series even after the
-    volume was attached to a rebuilt server.
-    """
-    match = re.fullmatch(rf"{re.escape(pattern)}-{_UUID}-(\d{{8}}-\d{{6}})", name or "")
-    if not match:
-        return None
-    try:
-        return dt.datetime.strptime(match.group(1), SNAPSHOT_TIME_FORMAT).replace(tzinfo=dt.UTC)
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class RotationPlan:
-    """What rotation does to one volume's snapshots: `delete` oldest first."""
-
-    keep: tuple[SnapshotInfo, ...]
-    delete: tuple[SnapshotInfo, ...]
-    ignored: tuple[SnapshotInfo, ...]
-
-
-def plan_rotation(
-    snapshots: Iterable[SnapshotInfo],
-    *,
-    volume_id: str,
-    pattern: str,
-    keep: int,
-    new_snapshot_ids: Iterable[str] = (),
-) -> RotationPlan:
-    """Keep the `keep` newest available backup snapshots of a volume, new ones included.
-
-    Only `available` snapshots of `volume_id` whose names follow the scheme for `pattern` take
-    part; everything else (other names, other volumes, `creating`, `error`...) is ignored, never
-    deleted. The new snapshots are always kept, whatever time their names carry.
-    """
-    if keep < 1:
-        raise ValueError(f"keep must be at least 1 (the new snapshot), not {keep}")
-    new_ids = set(new_snapshot_ids)
-    ours, ignored = [], []
-    for snap in snapshots:
-        when = parse_snapshot_name(snap.name, pattern)
-        if snap.volume_id == volume_id and snap.status == "available" and when is not None:
-            ours.append((when, snap.created_at, snap.id, snap))
-        else:
-            ignored.append(snap)
-    ours.sort(key=lambda item: item[:3], reverse=True)  # newest first
-    new = [item[3] for item in ours if item[3].id in new_ids]
-    older = [item[3] for item in ours if item[3].id not in new_ids]
-    room = max(keep - len(new), 0)
-    return RotationPlan(
-        keep=tuple(new + older[:room]),
-        delete=tuple(reversed(older[room:])),  # oldest first
-        ignored=tuple(ignored),
-    )
-
-
 # -- tasks ---------------------------------------------------------------------------------------
 
 
@@ -254,20 +176,11 @@ def find_server(conn: Connection, reference: str) -> ServerInfo:
     Raises:
         CloudLookupError: no server, or several, match `reference`.
     """
-    try:
-        ipaddress.ip_address(reference)
-        is_address = True
-    except ValueError:
-        is_address = False
-    if is_address:
+    if is_address(reference):
         found = [
-            _server_info(server)
-            for server in conn.compute.servers(details=True)
-            if any(
-                entry.get("addr") == reference
-                for entries in (server.addresses or {}).values()
-                for entry in entries
-            )
+            info
+            for info in map(_server_info, conn.compute.servers(details=True))
+            if any(address == reference for _, address, _ in info.addresses)
         ]
     else:
         try:
@@ -375,10 +288,10 @@ def wait_for_snapshots(
         SnapshotTimeout: some were not available after `timeout` seconds.
     """
     logger = get_run_logger()
-    deadline = time.monotonic() + timeout
     pending = {snap.id: snap for snap in snapshots}
     done: dict[str, SnapshotInfo] = {}
-    while True:
+
+    def all_available() -> list[SnapshotInfo] | None:
         for snap_id, snap in list(pending.items()):
             try:
                 current = _snapshot_info(conn.block_storage.get_snapshot(snap_id))
@@ -402,12 +315,13 @@ def wait_for_snapshots(
                 )
             else:
                 pending[snap_id] = current
-        if not pending:
-            return [done[snap.id] for snap in snapshots]
-        if time.monotonic() >= deadline:
-            stuck = ", ".join(f"{s.name} ({s.id}) still '{s.status}'" for s in pending.values())
-            raise SnapshotTimeout(f"snapshots not available after {timeout:g}s: {stuck}")
-        time.sleep(min(poll_interval, max(deadline - time.monotonic(), 0.01)))
+        return None if pending else [done[snap.id] for snap in snapshots]
+
+    def timed_out() -> list[SnapshotInfo]:
+        stuck = ", ".join(f"{s.name} ({s.id}) still '{s.status}'" for s in pending.values())
+        raise SnapshotTimeout(f"snapshots not available after {timeout:g}s: {stuck}")
+
+    return wait_until(all_available, timeout=timeout, interval=poll_interval, on_timeout=timed_out)
 
 
 @cloud_task(name="list-snapshots", task_run_name="list-snapshots {volume.name}")
@@ -427,26 +341,32 @@ def delete_snapshot(
     """Delete a snapshot and wait until Cinder has removed it.
 
     Raises:
-        SnapshotDeleteFailed: it went to `error_deleting` or was still there after `timeout`.
+        SnapshotDeleteFailed: it went to `error_deleting`.
+        SnapshotDeleteTimeout: it was still there after `timeout` (a SnapshotDeleteFailed too).
     """
     logger = get_run_logger()
     conn.block_storage.delete_snapshot(snapshot.id, ignore_missing=True)
-    deadline = time.monotonic() + timeout
-    while True:
+    last: list[Any] = []
+
+    def gone() -> bool | None:
         try:
             current = conn.block_storage.get_snapshot(snapshot.id)
         except sdk_exceptions.NotFoundException:
-            break
+            return True
         if current.status == "error_deleting":
             raise SnapshotDeleteFailed(
                 f"deleting snapshot {snapshot.name} ({snapshot.id}) failed: 'error_deleting'"
             )
-        if time.monotonic() >= deadline:
-            raise SnapshotDeleteFailed(
-                f"snapshot {snapshot.name} ({snapshot.id}) still '{current.status}' "
-                f"{timeout:g}s after its deletion"
-            )
-        time.sleep(poll_interval)
+        last[:] = [current]
+        return None
+
+    def timed_out() -> bool:
+        raise SnapshotDeleteTimeout(
+            f"snapshot {snapshot.name} ({snapshot.id}) still '{last[0].status}' "
+            f"{timeout:g}s after its deletion"
+        )
+
+    wait_until(gone, timeout=timeout, interval=poll_interval, on_timeout=timed_out)
     logger.info("deleted snapshot %s (%s)", snapshot.name, snapshot.id)
 
 
@@ -488,7 +408,7 @@ def rotate_snapshots(
     return plan, deleted
 
 
-class RotationFailed(RuntimeError):
+class RotationFailed(OperationFailed):
     """Deleting an old snapshot failed; rotation stopped there. `deleted`: what went before."""
 
     def __init__(

@@ -11,12 +11,12 @@ Outside a deployment (a flow called directly, a test) nothing changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from prefect import get_run_logger, runtime
 from prefect.client.orchestration import get_client
-from pydantic import BaseModel
+
+from domain.parameters import complete
 
 
 def deployment_parameters() -> dict[str, Any]:
@@ -29,34 +29,6 @@ def deployment_parameters() -> dict[str, Any]:
         return {}
     with get_client(sync_client=True) as client:
         return client.read_deployment(deployment_id).parameters or {}
-
-
-def complete(value: Any, defaults: Any, path: str) -> tuple[Any, list[tuple[str, Any]]]:
-    """`value` with each field not given by the caller taken from `defaults`.
-
-    Returns the (re-validated) model and the fields taken, as (dotted path, value). Anything
-    but a model with a mapping of defaults is returned unchanged.
-    """
-    if not isinstance(value, BaseModel) or not isinstance(defaults, Mapping):
-        return value, []
-    fields = type(value).model_fields
-    update: dict[str, Any] = {}
-    taken: list[tuple[str, Any]] = []
-    for name, default in defaults.items():
-        if name not in fields:
-            continue
-        if name not in value.model_fields_set:
-            update[name] = default
-            taken.append((f"{path}.{name}", default))
-            continue
-        inner, inner_taken = complete(getattr(value, name), default, f"{path}.{name}")
-        if inner_taken:
-            update[name] = inner
-            taken += inner_taken
-    if not update:
-        return value, []
-    given = {name: getattr(value, name) for name in value.model_fields_set}
-    return type(value).model_validate({**given, **update}), taken
 
 
 def fill_from_deployment(**parameters: Any) -> tuple[Any, ...]:

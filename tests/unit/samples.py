@@ -1,4 +1,4 @@
-"""Stack data shaped as :func:`tasks.inventory.gather_stack_data` returns it.
+"""Stack data shaped as :func:`tasks.heat.gather_stack_data` returns it.
 
 Modelled on what the OpenStack fake returns for the templates in heat-templates/hot/ (the slow
 tests check the real thing): Heat-style server names, Nova's address format, metadata values

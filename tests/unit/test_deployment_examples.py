@@ -9,8 +9,9 @@ import os
 import pytest
 import yaml
 
+from domain.heat_inventory import inventory_from_stacks
+from domain.inventory import ANALYTICS_INI_GROUPS, render_ini, render_json
 from pipeline_config.render import render_override_cfg
-from tasks.inventory import ANALYTICS_INI_GROUPS, inventory_from_stacks, render_ini, render_json
 from tests.unit import samples
 from tests.unit.conftest import DEPLOYMENTS, HOT
 

@@ -1,4 +1,5 @@
-"""Pure logic of host-key verification (console fingerprints) and of Heat stack plans."""
+"""Pure logic of host-key verification (console fingerprints); Heat stack plans are tested in
+tests/domain/test_stack_plan.py."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from blocks.ssh import HostKeyMismatch, check_host_key, preferred_key_types
-from flows.analytics_stack import TEMPLATE
-from tasks.heat import StackBusy, StackInfo, diff_stack, load_template, wanted_parameters
 from tasks.host_keys import (
     HostKeyNotVerified,
     console_matches,
@@ -96,32 +95,6 @@ def test_known_hosts_lines_are_added_once():
     text = known_hosts_with("", "[h]:2", KEY)
     assert text == f"[h]:2 ssh-ed25519 {KEY.get_base64()}\n"
     assert known_hosts_with(text, "[h]:2", KEY) == text
-
-
-def test_stack_plans():
-    template = load_template(str(TEMPLATE))
-    assert template["heat_template_version"] == "2015-04-30"  # a string, as Heat returns it
-    given = {"image": "u", "key_name": "k", "public_net_id": "p", "network": "n",
-             "security_group": "s", "hadoop_size": 10}  # fmt: skip
-    wanted = wanted_parameters(template, given)
-    assert wanted["flavor"] == "m1.large" and wanted["hadoop_size"] == "10"
-    assert diff_stack("a", None, template, given).action == "create"
-    current = StackInfo("id", "a", "CREATE_COMPLETE", "", {**wanted, "hadoop_size": "10.0"})
-    assert diff_stack("a", current, template, given, template).action == "none"
-    bigger = diff_stack("a", current, template, {**given, "hadoop_size": 20}, template)
-    assert bigger.action == "update"
-    assert [(c.name, c.current, c.wanted) for c in bigger.changes] == [
-        ("hadoop_size", "10.0", "20")
-    ]
-    edited = {**template, "description": "edited"}
-    changed = diff_stack("a", current, edited, given, template)
-    assert (changed.action, changed.template_changed, changed.changes) == ("update", True, ())
-    failed = StackInfo("id", "a", "CREATE_FAILED", "quota", dict(wanted))
-    assert "CREATE_FAILED: quota" in diff_stack("a", failed, template, given, template).summary()
-    with pytest.raises(StackBusy, match="UPDATE_IN_PROGRESS"):
-        diff_stack("a", StackInfo("id", "a", "UPDATE_IN_PROGRESS", ""), template, given)
-    with pytest.raises(ValueError, match=r"\['flavour'\] are not in the template"):
-        wanted_parameters(template, {**given, "flavour": "x"})
 
 
 def test_pipeline_setup_is_checked_before_anything_runs():

@@ -12,9 +12,10 @@ import pytest
 from prefect.artifacts import Artifact
 
 from blocks.openstack import OpenStackCloud
+from domain.inventory import load_inventory, render_ini
 from flows.analytics_stack import AnalyticsServer, deploy_analytics_stack
-from tasks.heat import StackFailed
-from tasks.inventory import load_inventory, render_ini
+from pipeline.errors import OperationTimeout
+from tasks.heat import StackFailed, StackTimeout
 from tasks.openstack import CloudLookupError
 from tests.unit import samples
 from tests.unit.conftest import create_stack
@@ -131,3 +132,17 @@ def test_a_slow_create_times_out_and_is_deleted(cloud, openstack_fake):
     openstack_fake.stack_delay = 0.05
     stacks = [s for s in openstack_fake.stacks() if s.name == "analytics"]
     assert stacks and all(s.stack_status.startswith("DELETE") for s in stacks)
+
+
+def test_a_timed_out_create_and_its_timed_out_cleanup_are_stack_timeouts(cloud, openstack_fake):
+    openstack_fake.stack_delay = 3
+    with pytest.raises(StackTimeout) as info:
+        deploy_analytics_stack(
+            SERVER, openstack_block=cloud, timeout_seconds=0.5, poll_interval_seconds=0.05
+        )
+    openstack_fake.stack_delay = 0.05
+    assert isinstance(info.value, OperationTimeout)
+    assert (info.value.stack, info.value.status) == ("analytics", "CREATE_TIMEOUT")
+    assert "Deleting the half-created stack failed too (StackTimeout: stack analytics still " in (
+        str(info.value)
+    )

@@ -16,6 +16,7 @@ import pytest
 from blocks.database import MySqlDatabase
 from blocks.openstack import OpenStackCloud
 from blocks.ssh import SshIdentity
+from domain.snapshots import parse_snapshot_name
 from flows.backup import (
     Access,
     Consistency,
@@ -24,7 +25,6 @@ from flows.backup import (
     VolumeSelection,
     backup_backend_node,
 )
-from tasks.openstack import parse_snapshot_name
 from tests.bed.mariadb import TEST_PASSWORD, TEST_USER, MariaDBServer
 from tests.bed.sshd import SshHost
 from tests.fakes.openstack import OpenStackFake, Snapshot, Volume

@@ -271,6 +271,26 @@ def test_failed_delete_stops_rotation_without_deleting_more(site):
     assert_database_healthy(site)
 
 
+def test_a_delete_that_never_finishes_is_a_delete_timeout_and_stops_rotation(site):
+    oldest, stuck, newest = site.old["mysql_data"]
+    # Cinder accepts the deletion but the snapshot stays: a backend that never gets to it
+    site.fake.fail_requests("DELETE", rf"/snapshots/{stuck.id}$", status=202, count=None)
+
+    state = run_backup(
+        site, "lock", keep=1, timeouts=FAST.model_copy(update={"delete_seconds": 0.3})
+    )
+
+    assert_failed(
+        state, "RotationFailed", f"SnapshotDeleteTimeout: snapshot {stuck.name} ({stuck.id}) "
+        "still 'available' 0.3s after its deletion", "nothing else was deleted",
+    )  # fmt: skip
+    present = {s.id for s in site.snapshots()}
+    assert oldest.id not in present and stuck.id in present and newest.id in present
+    # a deadline is not an outage: the delete was asked for once, not retried
+    assert len(site.fake.requests("DELETE", rf"/snapshots/{stuck.id}$")) == 1
+    assert_database_healthy(site)
+
+
 def test_mariadb_that_cannot_start_fails_the_run_loudly(site):
     datadir = site.db.datadir
     # while MariaDB is stopped its system tables vanish: the start command then fails for real

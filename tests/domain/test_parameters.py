@@ -1,11 +1,11 @@
-"""Completing a partly given model parameter from the deployment's values (tasks/parameters.py)."""
+"""Completing a partly given model parameter from the deployment's values (domain/parameters.py)."""
 
 import pytest
 from pydantic import ValidationError
 
+from domain.parameters import complete
 from flows.host_setup import PipelineSetup
 from pipeline_config.render import OverrideSettings
-from tasks.parameters import complete
 
 
 def test_fields_not_given_come_from_the_deployment_at_any_depth():

@@ -1,5 +1,5 @@
-"""The inventory model: built from stack data, written as the seed's INI and as --list JSON,
-parsed back, and refusing bad input with errors that name it."""
+"""The inventory model: written as the seed's INI and as --list JSON, parsed back, and
+refusing bad input with errors that name it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import tasks.inventory
-from tasks.inventory import (
+import domain.inventory
+from domain.heat_inventory import inventory_from_stacks
+from domain.inventory import (
     ANALYTICS_INI_GROUPS,
     BadAddress,
     DuplicateHost,
@@ -18,10 +19,7 @@ from tasks.inventory import (
     Inventory,
     InventoryError,
     UnknownGroup,
-    gather_stack_data,
     inventory_from_groups,
-    inventory_from_openstack,
-    inventory_from_stacks,
     load_inventory,
     main,
     parse_ini,
@@ -33,8 +31,6 @@ from tasks.inventory import (
 )
 from tests.unit import samples
 
-pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:openstack")
-
 
 @pytest.fixture
 def inventory() -> Inventory:
@@ -42,84 +38,8 @@ def inventory() -> Inventory:
 
 
 def test_docstring_examples_hold():
-    result = doctest.testmod(tasks.inventory)
+    result = doctest.testmod(domain.inventory)
     assert (result.failed, result.attempted > 0) == (0, True)
-
-
-# -- from stack data ---------------------------------------------------------------------------
-
-
-def test_groups_come_from_the_deploy_node_metadata_and_the_analytics_stack(inventory):
-    assert inventory.addresses("deploy") == ["192.168.122.100"]
-    assert inventory.addresses("backend_servers") == samples.BACKENDS
-    assert inventory.addresses("app_servers") == samples.APPS
-    assert inventory.addresses("app_master") == samples.APPS[:1]
-    assert inventory.addresses("analytics_servers") == ["192.168.122.120"]
-    assert inventory.group_vars == {"backend_servers": {"galera_vip": "192.168.122.110"}}
-
-
-def test_hosts_carry_server_names_ids_and_public_addresses(inventory):
-    deploy = inventory.host("192.168.122.100")
-    assert deploy.name == samples.heat_name("multi", "deploy")
-    assert deploy.vars == {"server_id": samples.IDS["deploy"], "public_ip": "203.0.113.10"}
-    analytics = inventory.host("analytics")  # by name
-    assert analytics.address == "192.168.122.120"
-    assert analytics.vars == {"server_id": samples.IDS["analytics"], "public_ip": "203.0.113.12"}
-    app0 = inventory.host("192.168.122.130")
-    assert app0.groups == ("app_servers", "app_master")
-
-
-def test_first_backend_is_primary_unless_another_holds_the_vip(inventory):
-    assert inventory.primary_backend.address == "192.168.122.111"
-    assert [h.address for h in inventory.secondary_backends] == samples.BACKENDS[1:]
-    assert [h.role for h in inventory.group("backend_servers")] == [
-        "primary",
-        "secondary",
-        "secondary",
-    ]
-    moved = inventory_from_stacks(samples.multi_node_stack(), vip_holder="192.168.122.112")
-    assert moved.primary_backend.address == "192.168.122.112"
-    assert [h.address for h in moved.secondary_backends] == ["192.168.122.111", "192.168.122.113"]
-    with pytest.raises(InventoryError, match="192.168.122.100: not one of the backend_servers"):
-        inventory_from_stacks(samples.multi_node_stack(), vip_holder="192.168.122.100")
-
-
-def test_app_master_falls_back_to_the_app_master_id_output():
-    stack = samples.multi_node_stack()
-    del stack["servers"][samples.IDS["deploy"]]["metadata"]["app_master"]
-    assert inventory_from_stacks(stack).addresses("app_master") == ["192.168.122.130"]
-
-
-@pytest.mark.parametrize("status", ["CREATE_IN_PROGRESS", "UPDATE_FAILED", "DELETE_COMPLETE"])
-def test_an_incomplete_stack_is_refused(status):
-    stack = samples.multi_node_stack()
-    stack["status"] = status
-    with pytest.raises(InventoryError, match=f"stack multi is {status}"):
-        inventory_from_stacks(stack)
-
-
-def test_a_stack_without_inventory_metadata_is_refused():
-    stack = samples.multi_node_stack()
-    stack["servers"][samples.IDS["deploy"]]["metadata"] = {}
-    with pytest.raises(InventoryError, match="stack multi: expected one server whose metadata"):
-        inventory_from_stacks(stack)
-
-
-def test_bad_metadata_names_the_key():
-    stack = samples.multi_node_stack()
-    stack["servers"][samples.IDS["deploy"]]["metadata"]["backend_servers"] = "192.168.122.111"
-    with pytest.raises(InventoryError, match="deploy node metadata backend_servers: expected"):
-        inventory_from_stacks(stack)
-    stack["servers"][samples.IDS["deploy"]]["metadata"]["backend_servers"] = '["10.0.0.300"]'
-    with pytest.raises(BadAddress, match="stack multi: group backend_servers: bad address"):
-        inventory_from_stacks(stack)
-
-
-def test_an_analytics_server_at_a_backend_address_is_a_duplicate_host():
-    analytics = samples.analytics_stack()
-    analytics["outputs"]["server_ip"] = "192.168.122.112"
-    with pytest.raises(DuplicateHost, match="duplicate host 192.168.122.112"):
-        inventory_from_stacks(samples.multi_node_stack(), analytics)
 
 
 # -- the INI form ------------------------------------------------------------------------------
@@ -352,31 +272,6 @@ def test_command_line_converts_json_to_the_seed_ini(tmp_path: Path, inventory, c
     bad.write_text("[frontends]\n10.0.0.1\n")
     assert main([str(bad), "--format", "json"]) == 2
     assert "unknown group 'frontends'" in capsys.readouterr().err
-
-
-# -- from the OpenStack fake -------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_inventory_from_the_fake_stacks_matches_the_seed(openstack_conn, fake_stacks):
-    multi = gather_stack_data(openstack_conn, "multi")
-    assert multi["status"] == "CREATE_COMPLETE"
-    assert json.dumps(multi)  # plain data only: no SDK objects
-    inventory = inventory_from_openstack(openstack_conn, "multi", "analytics")
-    assert render_ini(inventory, ANALYTICS_INI_GROUPS) == samples.SEED_ANALYTICS_INI
-
-    servers = {s.name: s for s in openstack_conn.compute.servers()}
-    analytics = inventory.host("analytics")
-    assert analytics.vars["server_id"] == servers["analytics"].id
-    outputs = {o["output_key"]: o["output_value"] for o in fake_stacks.analytics.outputs}
-    assert analytics.vars["public_ip"] == outputs["public_ip"]
-    deploy = inventory.group("deploy")[0]
-    assert deploy.address == "192.168.122.100"
-    assert deploy.vars["server_id"] == servers[deploy.name].id
-    app_master = inventory.group("app_master")[0]
-    assert app_master.vars["server_id"] == multi["outputs"]["app_master_id"]
-    assert len(inventory.group("app_servers")) == 2
-    assert parse_json(render_json(inventory)) == inventory
 
 
 def test_one_marked_primary_makes_the_other_backends_secondary():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -29,19 +29,28 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.database import MySqlDatabase
 from blocks.ssh import SshIdentity
+from domain.polling import wait_until
+from pipeline.errors import OperationFailed, OperationTimeout
 from tasks.signals import TerminationShield
 from tasks.ssh import RemoteCommandFailed, run_remote_command
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailable(OperationFailed):
     """The database could not be reached or queried."""
 
 
-class DatabaseNotHealthy(RuntimeError):
+class DatabaseNotHealthy(OperationFailed):
     """The database answers but is not healthy (e.g. a Galera node not Synced)."""
 
 
-class DatabaseNotRestored(RuntimeError):
+class DatabaseHealthTimeout(DatabaseNotHealthy, OperationTimeout):
+    """The database was not healthy again before the deadline (after a write block).
+
+    Nothing retries it: `verify` turns it into `DatabaseNotRestored` at once.
+    """
+
+
+class DatabaseNotRestored(OperationFailed):
     """After a write block the database could not be brought back to healthy. Act now."""
 
 
@@ -121,7 +130,13 @@ def query_status(database: MySqlDatabase, host: str, timeout: float = 10) -> Dat
         conn.close()
 
 
-@task(name="inspect-database", task_run_name="inspect-database {host}", cache_policy=NO_CACHE)
+def _host_task(name: str):
+    """`@task` whose runs are named after the host (NO_CACHE: a block holding a secret is an
+    input)."""
+    return task(name=name, task_run_name=name + " {host}", cache_policy=NO_CACHE)
+
+
+@_host_task("inspect-database")
 def inspect_database(database: MySqlDatabase, host: str, timeout: float = 10) -> DatabaseStatus:
     """The database's status on `host`, which must be healthy now.
 
@@ -137,11 +152,7 @@ def inspect_database(database: MySqlDatabase, host: str, timeout: float = 10) ->
     return status
 
 
-@task(
-    name="verify-database-healthy",
-    task_run_name="verify-database-healthy {host}",
-    cache_policy=NO_CACHE,
-)
+@_host_task("verify-database-healthy")
 def wait_until_healthy(
     database: MySqlDatabase,
     host: str,
@@ -153,23 +164,29 @@ def wait_until_healthy(
     of `baseline`, taken before the backup.
 
     Raises:
-        DatabaseNotHealthy: not healthy within `timeout` seconds; the message gives the last
-            state seen.
+        DatabaseHealthTimeout: not healthy within `timeout` seconds (a DatabaseNotHealthy);
+            the message gives the last state seen.
     """
     logger = get_run_logger()
     deadline = time.monotonic() + timeout
-    while True:
+    last: list[str] = []
+
+    def healthy() -> DatabaseStatus | None:
         status, problems = health_problems(database, host, baseline, min(10, max(timeout, 1)))
         if not problems:
             logger.info("%s is healthy", status.describe())
             return status
-        if time.monotonic() >= deadline:
-            raise DatabaseNotHealthy(
-                f"MariaDB on {host} is not healthy {timeout:g}s after the backup: "
-                + "; ".join(problems)
-            )
-        logger.info("waiting for MariaDB on %s: %s", host, "; ".join(problems))
-        time.sleep(poll_interval)
+        last[:] = problems
+        if time.monotonic() < deadline:  # no "waiting" line for the look that ends the wait
+            logger.info("waiting for MariaDB on %s: %s", host, "; ".join(problems))
+        return None
+
+    def timed_out() -> DatabaseStatus:
+        raise DatabaseHealthTimeout(
+            f"MariaDB on {host} is not healthy {timeout:g}s after the backup: " + "; ".join(last)
+        )
+
+    return wait_until(healthy, timeout=timeout, interval=poll_interval, on_timeout=timed_out)
 
 
 def health_problems(
@@ -228,36 +245,33 @@ class HealthCheck:
 _CONNECTION_LOST = (2006, 2013)
 
 
-class StopCommandFailed(RuntimeError):
+class StopCommandFailed(OperationFailed):
     """The stop command failed and the database never stopped (it answers and is healthy)."""
 
 
-class ReadLockFailed(RuntimeError):
+class ReadLockFailed(OperationFailed):
     """FLUSH TABLES WITH READ LOCK could not be taken, or the lock ended before UNLOCK."""
 
 
 @contextmanager
 def read_locked(
-    database: MySqlDatabase,
-    host: str,
+    health: HealthCheck,
     *,
     galera: bool,
-    health: HealthCheck,
     lock_wait_timeout: float = 10,
     max_hold_seconds: float = 600,
     block: WriteBlock | None = None,
 ) -> Iterator[WriteBlock]:
-    """Hold `FLUSH TABLES WITH READ LOCK` on one session of the database on `host`.
+    """Hold `FLUSH TABLES WITH READ LOCK` on one session of the database on `health.host`.
 
     Reads go on; writes wait. On Galera the node is desynced for the duration, then resynced.
     On exit, whatever happened: unlock, resync, wait until healthy; a second termination signal
     waits until that is done (`TerminationShield`).
 
     Args:
-        database: Credentials; the session goes to `host`, never the block's host.
-        host: The node whose volumes are snapshotted.
+        health: The node whose volumes are snapshotted (`host`; the session goes there, never
+            to the block's host), its credentials (`database`), and how to verify it afterwards.
         galera: Desync the node (`SET GLOBAL wsrep_desync`) while the lock is held.
-        health: How to verify the database afterwards.
         lock_wait_timeout: Seconds FLUSH TABLES WITH READ LOCK may wait for running
             statements; writers queue behind it meanwhile, so keep it short.
         max_hold_seconds: The session's `wait_timeout`: if this flow dies or hangs while holding
@@ -271,12 +285,31 @@ def read_locked(
         DatabaseNotRestored: the node could not be resynced or is not healthy afterwards.
     """
     logger = get_run_logger()
+    database, host = health.database, health.host
     block = block or WriteBlock("lock")
-    interrupted: BaseException | None = None
     lock_lost: Exception | None = None
     conn = None
     desynced = False
-    try:
+
+    def release(interrupted: BaseException | None) -> None:
+        nonlocal lock_lost
+        if conn is not None:
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute("UNLOCK TABLES")
+            except pymysql.MySQLError as error:
+                lock_lost = error  # the session is gone, and with it the lock
+            finally:
+                conn.close()  # ends the session: releases the lock whatever happened above
+        block.end()
+        if block.seconds is not None:
+            logger.info("MariaDB on %s: unlocked after %.3fs", host, block.seconds)
+        if desynced:
+            resync(database, host, interrupted)
+        verify(health, interrupted)
+        block.restored = True
+
+    with _undone_on_exit(release):
         try:
             # the FTWRL may wait lock_wait_timeout for running statements: read a bit longer
             conn = database.connect(host=host, read_timeout=lock_wait_timeout + 30)
@@ -299,26 +332,6 @@ def read_locked(
             ) from None
         logger.info("MariaDB on %s: read lock held%s", host, " (node desynced)" if galera else "")
         yield block
-    except BaseException as error:
-        interrupted = error
-        raise
-    finally:
-        with TerminationShield():  # a second signal must not cut the undo short
-            if conn is not None:
-                try:
-                    with conn.cursor() as cursor:
-                        cursor.execute("UNLOCK TABLES")
-                except pymysql.MySQLError as error:
-                    lock_lost = error  # the session is gone, and with it the lock
-                finally:
-                    conn.close()  # ends the session: releases the lock whatever happened above
-            block.end()
-            if block.seconds is not None:
-                logger.info("MariaDB on %s: unlocked after %.3fs", host, block.seconds)
-            if desynced:
-                resync(database, host, interrupted)
-            verify(health, interrupted)
-            block.restored = True
     if lock_lost is not None:
         raise ReadLockFailed(
             f"the read lock on {host} ended before UNLOCK TABLES ({lock_lost}); writes may have "
@@ -329,18 +342,18 @@ def read_locked(
 @contextmanager
 def service_stopped(
     identity: SshIdentity,
-    host: str,
+    health: HealthCheck,
     *,
     stop_command: str,
     start_command: str,
-    health: HealthCheck,
     stop_timeout: float = 600,
     start_timeout: float = 600,
     start_attempts: int = 3,
     retry_delay: float = 5,
     block: WriteBlock | None = None,
 ) -> Iterator[WriteBlock]:
-    """Stop the database service on `host` over SSH; on exit, start it, whatever happened.
+    """Stop the database service on `health.host` over SSH; on exit, start it, whatever
+    happened, and verify it as `health` says.
 
     When the stop command failed (or its connection was cut), the database is looked at first:
     if it still answers and is healthy, it never stopped, nothing is started and the stop's own
@@ -356,44 +369,62 @@ def service_stopped(
         DatabaseNotRestored: the start command kept failing, or the database is not healthy.
     """
     logger = get_run_logger()
+    host = health.host
     block = block or WriteBlock("stop")
-    interrupted: BaseException | None = None
     stopped = False
+    never_stopped: BaseException | None = None  # the stop's error, when it was a no-op
+
+    def restart(interrupted: BaseException | None) -> None:
+        nonlocal never_stopped
+        # a stop command that ended with an error status may have done nothing at all; one
+        # cut off or timed out may still be running on the node: then start, whatever
+        if (
+            not stopped
+            and isinstance(interrupted, RemoteCommandFailed)
+            and _still_healthy(health, stop_command)
+        ):
+            never_stopped = interrupted
+        else:
+            try:
+                start(
+                    identity, host, start_command, attempts=start_attempts,
+                    timeout=start_timeout, retry_delay=retry_delay, interrupted=interrupted,
+                )  # fmt: skip
+            finally:
+                block.end()
+            logger.info("MariaDB on %s started again after %.3fs", host, block.seconds)
+            verify(health, interrupted)
+        block.end()  # the window closes with the start, or when the stop turned out a no-op
+        block.restored = True
+
     try:
-        block.start()
-        run_remote_command(identity, host, stop_command, timeout=stop_timeout)
-        stopped = True
-        logger.info("MariaDB on %s stopped", host)
-        yield block
+        with _undone_on_exit(restart):
+            block.start()
+            run_remote_command(identity, host, stop_command, timeout=stop_timeout)
+            stopped = True
+            logger.info("MariaDB on %s stopped", host)
+            yield block
+    finally:
+        if never_stopped is not None:
+            raise StopCommandFailed(
+                f"the stop command failed and MariaDB on {host} never stopped: it answers and "
+                f"is healthy, nothing was started and no snapshot was taken. {never_stopped}"
+            ) from never_stopped
+
+
+@contextmanager
+def _undone_on_exit(undo: Callable[[BaseException | None], None]) -> Iterator[None]:
+    """Run the body, then `undo(interrupted)` whatever happened (`interrupted`: what the body
+    raised, None if nothing), a second termination signal held until the undo is done."""
+    interrupted: BaseException | None = None
+    try:
+        yield
     except BaseException as error:
         interrupted = error
         raise
     finally:
         with TerminationShield():  # a second signal must not cut the undo short
-            # a stop command that ended with an error status may have done nothing at all; one
-            # cut off or timed out may still be running on the node: then start, whatever
-            never_stopped = (
-                not stopped
-                and isinstance(interrupted, RemoteCommandFailed)
-                and _still_healthy(health, stop_command)
-            )
-            if not never_stopped:
-                try:
-                    start(
-                        identity, host, start_command, attempts=start_attempts,
-                        timeout=start_timeout, retry_delay=retry_delay, interrupted=interrupted,
-                    )  # fmt: skip
-                finally:
-                    block.end()
-                logger.info("MariaDB on %s started again after %.3fs", host, block.seconds)
-                verify(health, interrupted)
-            block.end()  # the window closes with the start, or when the stop turned out a no-op
-            block.restored = True
-        if never_stopped:
-            raise StopCommandFailed(
-                f"the stop command failed and MariaDB on {host} never stopped: it answers and "
-                f"is healthy, nothing was started and no snapshot was taken. {interrupted}"
-            ) from interrupted
+            undo(interrupted)
 
 
 def _still_healthy(health: HealthCheck, stop_command: str) -> bool:

@@ -1,33 +1,27 @@
-"""The inventory as data: hosts, their groups and roles, from Heat stacks or a file.
+"""The inventory as data: hosts, their groups and roles, and its two file forms.
 
-One model (:class:`Inventory` of :class:`Host`) serves every flow. It is built from the stacks'
-plain data (:func:`inventory_from_stacks`; :func:`gather_stack_data` reads that data through an
-openstacksdk ``Connection``) or from a file (:func:`load_inventory`), and written in the two
-forms operators know: the static INI of the seed's ``analytics.ini`` (:func:`render_ini`) and
-the JSON a dynamic inventory prints for ``--list`` (:func:`render_json`). Both parse back.
+One model (:class:`Inventory` of :class:`Host`) serves every flow. It is built from Heat stacks
+(:mod:`domain.heat_inventory`; :func:`tasks.heat.inventory_from_openstack` reads them) or from
+a file (:func:`load_inventory`), and written in the two forms operators know: the static INI of
+the seed's ``analytics.ini`` (:func:`render_ini`) and the JSON a dynamic inventory prints for
+``--list`` (:func:`render_json`). Both parse back. ``python -m domain.inventory`` converts
+between them (:func:`main`).
 
 Groups (:data:`GROUPS`): ``deploy``, ``backend_servers``, ``app_servers``, ``app_master``,
 ``analytics_servers``. Hosts are identified by their management address, as operators type
 them (``--limit 192.168.122.112``); ``name`` is the Nova server name where one is known. Host
-variables: ``backend_role`` (``primary`` for the backend holding the Galera VIP, by default the
-first one; ``secondary`` for the others), ``server_id``, ``public_ip``.
+variables: ``backend_role`` (``primary``/``secondary``, decided as :mod:`domain.backend` says),
+``server_id``, ``public_ip``.
 
 Example:
     ```python
-    from tasks.inventory import (
-        ANALYTICS_INI_GROUPS, gather_stack_data, inventory_from_stacks, render_ini,
-    )
+    from domain.inventory import ANALYTICS_INI_GROUPS, load_inventory, render_ini
 
-    inventory = inventory_from_stacks(
-        gather_stack_data(conn, "multi"), gather_stack_data(conn, "analytics")
-    )
+    inventory = load_inventory("deployments/example-inventory.json")
     inventory.primary_backend.address          # '192.168.122.111'
     [h.address for h in inventory.secondary_backends]  # backup targets
     print(render_ini(inventory, ANALYTICS_INI_GROUPS))  # the seed's analytics.ini
     ```
-
-Nothing here talks to a cloud except :func:`gather_stack_data`, which returns plain dicts; the
-rest is pure, so flows can test and reuse it without a cloud.
 """
 
 from __future__ import annotations
@@ -38,36 +32,33 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any
 
-if TYPE_CHECKING:
-    from openstack.connection import Connection
+from domain.backend import PRIMARY, ROLE_VAR, ROLES, SECONDARY, choose_primary
+from pipeline.errors import InvalidInput, NotFound
 
 #: Every group an inventory may have, in the order they are written.
 GROUPS = ("deploy", "backend_servers", "app_servers", "app_master", "analytics_servers")
 #: The groups of the seed's hand-written ``analytics.ini``, in its order.
 ANALYTICS_INI_GROUPS = ("analytics_servers", "backend_servers")
-#: Deploy-node metadata keys that hold groups (JSON lists of addresses).
-METADATA_GROUPS = ("backend_servers", "app_servers", "app_master")
-
-ROLE_VAR = "backend_role"
-PRIMARY, SECONDARY = "primary", "secondary"
 #: Host variable that carries a host's name in the JSON form (hosts are keyed by address).
 NAME_VAR = "server_name"
-
-SERVER_TYPE = "OS::Nova::Server"
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _INLINE_COMMENT = re.compile(r"\s#")
 
 
-class InventoryError(ValueError):
+class InventoryError(InvalidInput):
     """An inventory that cannot be used; the message names the input and the bad value."""
 
 
-class UnknownGroup(InventoryError):
+class UnknownGroup(InventoryError, NotFound):
     """A group that is not one of :data:`GROUPS`."""
+
+
+class HostNotFound(InventoryError, NotFound):
+    """No host of the inventory has this address or name."""
 
 
 class DuplicateHost(InventoryError):
@@ -152,7 +143,7 @@ class Host:
         if role is not None:
             if "backend_servers" not in self.groups:
                 raise InventoryError(f"{where}: {ROLE_VAR} is set but it is not a backend")
-            if role not in (PRIMARY, SECONDARY):
+            if role not in ROLES:
                 raise InventoryError(
                     f"{where}: {ROLE_VAR} {role!r}: expected {PRIMARY!r} or {SECONDARY!r}"
                 )
@@ -223,14 +214,13 @@ class Inventory:
         for host in self.hosts:
             if key in (host.address, host.name):
                 return host
-        raise InventoryError(f"no host {key!r} in the inventory")
+        raise HostNotFound(f"no host {key!r} in the inventory")
 
     @property
     def primary_backend(self) -> Host | None:
         """The backend holding the Galera VIP: the one marked primary, else the first."""
         backends = self.group("backend_servers")
-        marked = [host for host in backends if host.role == PRIMARY]
-        return marked[0] if marked else (backends[0] if backends else None)
+        return choose_primary(backends, marked=[host for host in backends if host.role == PRIMARY])
 
     @property
     def secondary_backends(self) -> tuple[Host, ...]:
@@ -239,12 +229,12 @@ class Inventory:
         return tuple(host for host in self.group("backend_servers") if host is not primary)
 
     def with_backend_roles(self, vip_holder: str | None = None) -> Inventory:
-        """Mark ``vip_holder`` (an address or name; default: the first backend) primary and the
-        other backends secondary."""
+        """Mark ``vip_holder`` (an address or name; default: the backend marked primary, else
+        the first) primary and the other backends secondary."""
         backends = self.group("backend_servers")
         if not backends:
             return self
-        primary = backends[0] if vip_holder is None else self.host(vip_holder)
+        primary = self.primary_backend if vip_holder is None else self.host(vip_holder)
         if primary not in backends:
             raise InventoryError(f"VIP holder {vip_holder}: not one of the backend_servers")
         hosts = tuple(
@@ -326,238 +316,7 @@ def inventory_from_groups(
         )
         for address, in_groups in members.items()
     )
-    inventory = Inventory(hosts, dict(group_vars or {}))
-    marked = [h for h in inventory.group("backend_servers") if h.role == PRIMARY]
-    return inventory.with_backend_roles(marked[0].address if marked else None)
-
-
-# -- from Heat stacks ----------------------------------------------------------------------
-
-
-class ResourceData(TypedDict):
-    """A stack resource: ``OS::Nova::Server``, its physical id (the server id), its status."""
-
-    type: str
-    physical_id: str
-    status: str
-
-
-class ServerData(TypedDict):
-    """A Nova server as the API shows it: ``addresses`` in Nova's format
-    (``{"net": [{"addr": ..., "OS-EXT-IPS:type": "fixed"|"floating"}]}``), string metadata."""
-
-    name: str
-    addresses: dict[str, list[dict[str, Any]]]
-    metadata: dict[str, str]
-
-
-class StackData(TypedDict):
-    """What the inventory needs from one stack, as plain data (see :func:`gather_stack_data`).
-
-    ``outputs`` maps output keys to values, ``resources`` resource names to
-    :class:`ResourceData`, ``servers`` the stack's server ids to :class:`ServerData`.
-    """
-
-    name: str
-    id: str
-    status: str
-    outputs: dict[str, Any]
-    resources: dict[str, ResourceData]
-    servers: dict[str, ServerData]
-
-
-def _addresses(server: Mapping[str, Any], kind: str) -> list[str]:
-    return [
-        entry["addr"]
-        for entries in (server.get("addresses") or {}).values()
-        for entry in entries
-        if entry.get("OS-EXT-IPS:type", "fixed") == kind and entry.get("addr")
-    ]
-
-
-def _stack_servers(stack: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
-    """``(resource name, server id, server)`` for every server resource that has a server."""
-    servers = stack.get("servers") or {}
-    return [
-        (name, res["physical_id"], servers[res["physical_id"]])
-        for name, res in (stack.get("resources") or {}).items()
-        if res.get("type") == SERVER_TYPE and res.get("physical_id") in servers
-    ]
-
-
-def _check_complete(stack: Mapping[str, Any], where: str) -> None:
-    status = str(stack.get("status") or "")
-    if status and (not status.endswith("_COMPLETE") or status.startswith("DELETE")):
-        raise InventoryError(f"{where} is {status}; an inventory needs a complete stack")
-
-
-def _metadata_list(value: Any, where: str) -> list[str]:
-    """A group from server metadata: Heat stores lists as JSON strings (Nova keeps strings)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InventoryError(f"{where}: expected a JSON list of addresses")
-    return value
-
-
-def inventory_from_multi_node(stack: Mapping[str, Any]) -> Inventory:
-    """``deploy``, ``backend_servers``, ``app_servers`` and ``app_master`` of a multi-node stack.
-
-    The groups come from the deploy node's server metadata (JSON lists of addresses), as the
-    original dynamic inventory read them; the deploy node is the server carrying them. Hosts that
-    are servers of the stack get their server name, ``server_id`` and ``public_ip`` (floating
-    IP); the ``galera_vip`` metadata becomes a variable of ``backend_servers``.
-    """
-    where = f"stack {stack.get('name') or stack.get('id') or '?'}"
-    _check_complete(stack, where)
-    servers = _stack_servers(stack)
-    carriers = [
-        s for s in servers if any(k in (s[2].get("metadata") or {}) for k in METADATA_GROUPS)
-    ]
-    if len(carriers) != 1:
-        found = ", ".join(name for name, _, _ in carriers) or "none"
-        raise InventoryError(
-            f"{where}: expected one server whose metadata lists the groups "
-            f"({', '.join(METADATA_GROUPS)}), found {found}; is this a multi-node stack?"
-        )
-    resource, _, deploy = carriers[0]
-    fixed = _addresses(deploy, "fixed")
-    if not fixed:
-        raise InventoryError(f"{where}: the deploy node ({resource}) has no fixed address")
-    metadata = deploy.get("metadata") or {}
-    groups: dict[str, list[str]] = {"deploy": [fixed[0]]}
-    for key in METADATA_GROUPS:
-        if key in metadata:
-            groups[key] = _metadata_list(metadata[key], f"{where}: deploy node metadata {key}")
-    by_id = {server_id: server for _, server_id, server in servers}
-    master_id = (stack.get("outputs") or {}).get("app_master_id")
-    if "app_master" not in groups and master_id in by_id:
-        groups["app_master"] = _addresses(by_id[master_id], "fixed")[:1]
-
-    names: dict[str, str] = {}
-    host_vars: dict[str, dict[str, Any]] = {}
-    for _, server_id, server in servers:
-        for address in _addresses(server, "fixed"):
-            names[address] = str(server.get("name") or "")
-            host_vars[address] = {"server_id": server_id}
-            floating = _addresses(server, "floating")
-            if floating:
-                host_vars[address]["public_ip"] = floating[0]
-    deploy_ip = (stack.get("outputs") or {}).get("deploy_ip")
-    if deploy_ip and "public_ip" not in host_vars.get(fixed[0], {}):
-        host_vars.setdefault(fixed[0], {})["public_ip"] = deploy_ip
-    listed = {address for members in groups.values() for address in members}
-    host_vars = {address: values for address, values in host_vars.items() if address in listed}
-    group_vars = {}
-    if metadata.get("galera_vip"):
-        vip = check_address(metadata["galera_vip"], f"{where}: deploy node metadata galera_vip")
-        group_vars["backend_servers"] = {"galera_vip": vip}
-    return inventory_from_groups(
-        groups, names=names, host_vars=host_vars, group_vars=group_vars, source=where
-    )
-
-
-def inventory_from_analytics_stack(stack: Mapping[str, Any]) -> Inventory:
-    """The ``analytics_servers`` group of an analytics stack: its one server, at the
-    ``server_ip`` output (else the server's fixed address), with ``public_ip`` when known."""
-    where = f"stack {stack.get('name') or stack.get('id') or '?'}"
-    _check_complete(stack, where)
-    servers = _stack_servers(stack)
-    if len(servers) != 1:
-        raise InventoryError(f"{where}: expected one server, found {len(servers)}")
-    _, server_id, server = servers[0]
-    outputs = stack.get("outputs") or {}
-    fixed = _addresses(server, "fixed")
-    address = outputs.get("server_ip") or (fixed[0] if fixed else None)
-    if not address:
-        raise InventoryError(f"{where}: no server_ip output and no fixed address")
-    host_vars: dict[str, Any] = {"server_id": server_id}
-    public = outputs.get("public_ip") or next(iter(_addresses(server, "floating")), None)
-    if public:
-        host_vars["public_ip"] = check_address(public, f"{where}: public_ip")
-    return inventory_from_groups(
-        {"analytics_servers": [address]},
-        names={address: str(server.get("name") or "")},
-        host_vars={address: host_vars},
-        source=where,
-    )
-
-
-def inventory_from_stacks(
-    multi_node: Mapping[str, Any] | None = None,
-    analytics: Mapping[str, Any] | None = None,
-    *,
-    vip_holder: str | None = None,
-) -> Inventory:
-    """The whole inventory from a multi-node stack and/or an analytics stack (:class:`StackData`).
-
-    ``vip_holder`` (an address or name) is the backend that holds the Galera VIP right now, if
-    a flow found out (keepalived may have moved it); by default the first backend is primary.
-    """
-    inventory = Inventory()
-    if multi_node is not None:
-        inventory = inventory.merge(inventory_from_multi_node(multi_node))
-    if analytics is not None:
-        inventory = inventory.merge(inventory_from_analytics_stack(analytics))
-    return inventory.with_backend_roles(vip_holder)
-
-
-def gather_stack_data(conn: Connection, stack_name: str) -> StackData:
-    """Read a stack's status, outputs, resources and servers as :class:`StackData`.
-
-    Raises openstacksdk's ``ResourceNotFound`` when there is no such stack.
-
-    Example:
-        ```python
-        data = gather_stack_data(conn, "multi")
-        data["outputs"]["deploy_ip"]
-        ```
-    """
-    heat = conn.orchestration
-    stack = heat.get_stack(heat.find_stack(stack_name, ignore_missing=False))
-    resources: dict[str, ResourceData] = {
-        res.name: {
-            "type": str(res.resource_type),
-            "physical_id": str(res.physical_resource_id or ""),
-            "status": str(res.status or ""),
-        }
-        for res in heat.resources(stack)
-    }
-    servers: dict[str, ServerData] = {}
-    for res in resources.values():
-        if res["type"] == SERVER_TYPE and res["physical_id"]:
-            server = conn.compute.get_server(res["physical_id"])
-            servers[res["physical_id"]] = {
-                "name": str(server.name),
-                "addresses": json.loads(json.dumps(server.addresses or {})),
-                "metadata": {str(k): str(v) for k, v in (server.metadata or {}).items()},
-            }
-    return {
-        "name": str(stack.name),
-        "id": str(stack.id),
-        "status": str(stack.status),
-        "outputs": {o["output_key"]: o.get("output_value") for o in stack.outputs or []},
-        "resources": resources,
-        "servers": servers,
-    }
-
-
-def inventory_from_openstack(
-    conn: Connection,
-    multi_node_stack: str | None = None,
-    analytics_stack: str | None = None,
-    *,
-    vip_holder: str | None = None,
-) -> Inventory:
-    """:func:`gather_stack_data` for each named stack, then :func:`inventory_from_stacks`."""
-    return inventory_from_stacks(
-        gather_stack_data(conn, multi_node_stack) if multi_node_stack else None,
-        gather_stack_data(conn, analytics_stack) if analytics_stack else None,
-        vip_holder=vip_holder,
-    )
+    return Inventory(hosts, dict(group_vars or {})).with_backend_roles()
 
 
 # -- the INI form (the seed's analytics.ini) ----------------------------------------------
@@ -735,7 +494,7 @@ def write_inventory(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tasks.inventory FILE [--format ini|json] [--groups a,b]``: convert."""
+    """``python -m domain.inventory FILE [--format ini|json] [--groups a,b]``: convert."""
     import argparse
     import sys
 

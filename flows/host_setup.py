@@ -84,13 +84,11 @@ class KeyDistribution(BaseModel):
 
     deploy_key_block: NonEmptyStr | None = Field(
         default=None,
-        description="SSH Identity block holding the deploy key pair (private key as a secret). "
-        "None: skip both key steps.",
+        description="SSH Identity block holding the deploy key pair; None: skip both key steps.",
     )
     authorized_keys: NonEmptyStr = Field(
         default="~/.ssh/authorized_keys",
-        description="The login's authorized_keys file on the node; the deploy public key is "
-        "added to it.",
+        description="The login's authorized_keys on the node: the deploy public key goes there.",
     )
     copy_key_pair: bool = Field(default=True, description="Also copy the pair to the node.")
     key_pair_directory: NonEmptyStr = Field(

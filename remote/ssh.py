@@ -605,13 +605,9 @@ def open_session(
 
 
 def run_command(
-    connector: Connector,
-    host: str,
-    command: str,
-    *,
-    timeout: float | None = None,
+    connector: Connector, host: str, command: str, *, timeout: float | None = None,
     expect_success: bool = True,
-) -> CommandResult:
+) -> CommandResult:  # fmt: skip
     """Connect to `host`, run one command, disconnect.
 
     A fresh connection per command means a cut connection costs one command, never the next:

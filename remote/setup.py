@@ -205,19 +205,14 @@ def ensure_venv(
     Args:
         log: Called with each install command before it runs.
     """
-    base_dir, remote_name, source, repo, branch = (
-        setup.base_dir, setup.remote_name, setup.source, setup.repo, setup.branch
-    )  # fmt: skip
-    installer, python, install_options, timeout = (
-        setup.installer, setup.python, setup.install_options, setup.install_timeout_seconds
-    )  # fmt: skip
+    source, repo, branch = setup.source, setup.repo, setup.branch
     q = shlex.quote
-    home = posixpath.join(base_dir, remote_name)
+    home = setup.home
     venv = posixpath.join(home, "venv")
     with open_session(connector, host) as session:
 
         def run(command: str) -> str:
-            return session.run(command, timeout=timeout).stdout
+            return session.run(command, timeout=setup.install_timeout_seconds).stdout
 
         run(f"mkdir -p {q(home)}")
         if source == "git":
@@ -254,7 +249,8 @@ def ensure_venv(
             session.write_file(archive, project_archive(), 0o644)
             run(f"rm -rf {q(package)} && mkdir -p {q(package)} && tar -xzf {q(archive)} "
                 f"-C {q(package)}")  # fmt: skip
-        for command in install_commands(installer, python, venv, package, install_options or []):
+        options = setup.install_options or []
+        for command in install_commands(setup.installer, setup.python, venv, package, options):
             log(f"{host}: {command}")
             run(command)
         run(f"test -x {q(venv)}/bin/launch-task")

@@ -63,7 +63,8 @@ class SshConnectFailed(SshError):
 
 
 class Connector(Protocol):
-    """What the shared remote steps need: a verified, logged-in connection per call."""
+    """What the shared remote steps need: a verified, logged-in connection per call (an
+    `SshIdentity` block, or the `remote-task` command line's login); see `open_session`."""
 
     username: str
     command_timeout: float

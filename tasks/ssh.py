@@ -1,9 +1,10 @@
 """Prefect tasks that run commands on hosts over SSH (host keys always verified).
 
-The session (`SshIdentity.session`), the one channel pump (`execute`), their errors and the SFTP
-file helpers are Prefect-free, in `remote.ssh` (shared with the `remote-task` command line); they
-are re-exported here for the flows. Results come back as plain data (`CommandResult`). Secrets never
-appear: commands are settings, not secrets, and the identity's key stays in its block.
+The session (`SshIdentity.session`), the one channel pump (`execute`), its errors and the SFTP
+file helpers are Prefect-free, in `remote.ssh` (shared with the `remote-task` command line); the
+pump and its errors are re-exported here for the flows. Results come back as plain data
+(`CommandResult`). Secrets never appear: commands are settings, not secrets, and the identity's
+key stays in its block.
 """
 
 from __future__ import annotations

@@ -40,21 +40,24 @@ class MySqlDatabase(Block):
     password: SecretStr = Field(..., description="That user's password.")
     database: str = Field(..., description="Database (schema) name.")
 
+    def credentials_payload(self) -> bytes:
+        """Upstream's JSON credentials file for this database, password included: only ever
+        written into a 0600 file, never logged."""
+        fields = {
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "password": self.password.get_secret_value(),
+        }
+        return (json.dumps(fields, sort_keys=True) + "\n").encode()
+
     @contextmanager
     def credentials_file(self) -> Iterator[str]:
         """A temporary credentials file in upstream's JSON shape, removed afterwards."""
         fd, path = tempfile.mkstemp(prefix="db-credentials-", suffix=".json")
         try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(
-                    {
-                        "host": self.host,
-                        "port": self.port,
-                        "username": self.username,
-                        "password": self.password.get_secret_value(),
-                    },
-                    handle,
-                )
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(self.credentials_payload())
             os.chmod(path, 0o600)
             yield path
         finally:

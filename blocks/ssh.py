@@ -17,11 +17,13 @@ from remote.ssh import (
     HostKeyMismatch,
     SshConnectFailed,
     SshError,
+    SshSession,
     UnknownHostKey,
     check_host_key,
     connect,
     known_host_keys,
     load_private_key,
+    open_session,
     parse_known_hosts,
     preferred_key_types,
     sha256_fingerprint,
@@ -32,6 +34,7 @@ __all__ = [
     "SshConnectFailed",
     "SshError",
     "SshIdentity",
+    "SshSession",
     "UnknownHostKey",
     "check_host_key",
     "known_host_keys",
@@ -55,7 +58,8 @@ class SshIdentity(Block):
 
         SshIdentity(username="ubuntu", private_key=Path("id_ed25519").read_text(),
                     known_hosts=Path("known_hosts").read_text()).save("backend-ssh")
-        client = SshIdentity.load("backend-ssh").connect("192.168.122.112")
+        with SshIdentity.load("backend-ssh").session("192.168.122.112") as session:
+            print(session.run("uptime").stdout)
         ```
     """
 
@@ -111,3 +115,19 @@ class SshIdentity(Block):
             timeout=self.connect_timeout, known_hosts="the SSH block's known_hosts",
             fix_changed="replace its line in the SSH block's known_hosts",
         )  # fmt: skip
+
+    def session(
+        self, host: str, port: int | None = None, sftp_timeout: float | None = None
+    ) -> SshSession:
+        """A verified, logged-in session on `host` (a context manager: closed on leaving the
+        `with`): its commands go through the one channel pump, its files through SFTP.
+
+        Args:
+            host: Address or name, exactly as written in `known_hosts`.
+            port: Overrides the block's port.
+            sftp_timeout: Seconds an SFTP read may wait; default: `command_timeout`.
+
+        Raises:
+            UnknownHostKey, HostKeyMismatch, SshConnectFailed: as `connect`.
+        """
+        return open_session(self, host, port=port, sftp_timeout=sftp_timeout)

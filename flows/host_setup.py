@@ -15,8 +15,6 @@ A table artifact lists every step.
 
 from __future__ import annotations
 
-import re
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
@@ -24,6 +22,8 @@ from pydantic import BaseModel, Field
 from blocks.database import MySqlDatabase
 from blocks.openstack import OpenStackCloud
 from blocks.ssh import SshIdentity
+from domain.names import artifact_key, is_address
+from pipeline.errors import InvalidInput
 from pipeline_config.fields import NonEmptyStr
 from pipeline_config.render import OverrideSettings, render_override_cfg
 from remote.setup import PipelineSetup
@@ -84,13 +84,11 @@ class KeyDistribution(BaseModel):
 
     deploy_key_block: NonEmptyStr | None = Field(
         default=None,
-        description="SSH Identity block holding the deploy key pair (private key as a secret). "
-        "None: skip both key steps.",
+        description="SSH Identity block holding the deploy key pair; None: skip both key steps.",
     )
     authorized_keys: NonEmptyStr = Field(
         default="~/.ssh/authorized_keys",
-        description="The login's authorized_keys file on the node; the deploy public key is "
-        "added to it.",
+        description="The login's authorized_keys on the node: the deploy public key goes there.",
     )
     copy_key_pair: bool = Field(default=True, description="Also copy the pair to the node.")
     key_pair_directory: NonEmptyStr = Field(
@@ -211,8 +209,8 @@ def setup_analytics_host(
 def _targets(conn, server: str, access: HostAccess) -> list[tuple[str | None, str]]:
     """(server id or None, address) of the node, then of `also_verify`."""
     if conn is None:
-        if not access.address and not _is_address(server):
-            raise ValueError(
+        if not access.address and not is_address(server):
+            raise InvalidInput(
                 f"no OpenStack block: give the address of {server!r} in access.address"
             )
         return [(None, access.address or server)] + [(None, a) for a in access.also_verify]
@@ -224,21 +222,11 @@ def _targets(conn, server: str, access: HostAccess) -> list[tuple[str | None, st
     return targets
 
 
-def _is_address(text: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def publish(server: str, results: list[StepResult]) -> None:
     """The step table; a failure here must not hide the run's own error."""
     try:
         create_table_artifact(
-            key=f"host-setup-{re.sub(r'[^a-z0-9]+', '-', server.lower()).strip('-') or 'host'}",
+            key=f"host-setup-{artifact_key(server, 'host')}",
             table=[r.__dict__ for r in results] or [{"step": "-", "status": "nothing done"}],
             description=f"**{FLOW_NAME}** of {server}: "
             f"{sum(r.status == 'changed' for r in results)} of {len(results)} steps changed",

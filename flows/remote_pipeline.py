@@ -16,13 +16,13 @@ The seed's two remote-task calls are one run:
 
 from __future__ import annotations
 
-import re
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks.ssh import SshIdentity
+from domain.names import artifact_key
+from pipeline.errors import InvalidInput
 from pipeline_config.fields import NonEmptyStr
 from pipeline_config.render import OverrideSettings, render_override_cfg
 from remote.run import (
@@ -112,9 +112,9 @@ def run_remote_pipeline(
     logger = get_run_logger()
     parsed = [parse_task_line(line) for line in tasks]
     if not parsed:
-        raise ValueError("tasks is empty: give at least one task command line")
+        raise InvalidInput("tasks is empty: give at least one task command line")
     if override_config is not None and override_config_path:
-        raise ValueError("give override_config or override_config_path, not both")
+        raise InvalidInput("give override_config or override_config_path, not both")
     identity = SshIdentity.load(ssh_block)
     home = setup.home
     if not skip_setup:
@@ -143,7 +143,7 @@ def run_remote_pipeline(
         raise
     finally:
         create_table_artifact(
-            key=f"remote-pipeline-{re.sub(r'[^a-z0-9]+', '-', setup.remote_name.lower())}",
+            key=f"remote-pipeline-{artifact_key(setup.remote_name, 'pipeline')}",
             table=rows or [{"task": "-", "error": "nothing ran"}],
             description=f"**{FLOW_NAME}** on {host} ({setup.remote_name})",
         )

@@ -19,9 +19,10 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, Field, field_validator
 
+from pipeline.errors import InvalidInput
 from pipeline_config.fields import NonEmptyStr
 from remote.setup import PipelineSetup, StepResult, put_file
-from remote.ssh import CommandResult, Connector, check, execute, stream_command
+from remote.ssh import CommandResult, Connector, open_session, run_command
 
 _TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]*")
@@ -55,14 +56,14 @@ def parse_task_line(line: str) -> list[str]:
     """`TaskName --param value ...` as words; the first must be a task name.
 
     Raises:
-        ValueError: naming the line (unbalanced quotes, no task name).
+        InvalidInput: naming the line (unbalanced quotes, no task name).
     """
     try:
         words = shlex.split(line)
     except ValueError as error:
-        raise ValueError(f"task line {line!r}: {error}") from None
+        raise InvalidInput(f"task line {line!r}: {error}") from None
     if not words or not _TASK_NAME.fullmatch(words[0]):
-        raise ValueError(
+        raise InvalidInput(
             f"task line {line!r}: expected a task name first, e.g. TotalEventsDailyTask"
         )
     return words
@@ -72,12 +73,12 @@ def task_words(words: list[str]) -> list[str]:
     """launch-task's arguments as given on a command line; the first must be a task name.
 
     Raises:
-        ValueError: naming what came instead of a task name.
+        InvalidInput: naming what came instead of a task name.
     """
     if not words or not _TASK_NAME.fullmatch(words[0]):
         given = shlex.join(words[:3]) if words else "nothing"
-        raise ValueError(f"expected a task name and its arguments (e.g. TotalEventsDailyTask "
-                         f"--interval 2016 --local-scheduler), got {given}")  # fmt: skip
+        raise InvalidInput(f"expected a task name and its arguments (e.g. TotalEventsDailyTask "
+                           f"--interval 2016 --local-scheduler), got {given}")  # fmt: skip
     return list(words)
 
 
@@ -121,11 +122,7 @@ def copy_override_on_node(connector: Connector, host: str, setup: PipelineSetup,
     command = (
         f"mkdir -p {q(setup.home)} && (cmp -s {q(path)} {q(target)} || cp {q(path)} {q(target)})"
     )
-    client = connector.connect(host)
-    try:
-        check(execute(client, command, host=host, timeout=connector.command_timeout))
-    finally:
-        client.close()
+    run_command(connector, host, command)
 
 
 def run_task(
@@ -138,11 +135,8 @@ def run_task(
     """Run one task command (see `task_command`) in the foreground: `on_line` gets each line
     of its output (stdout and stderr merged) as it arrives; the exit status is returned, not
     raised. Raises `ConnectionLost` or `RemoteCommandTimeout` (remote.ssh)."""
-    client = connector.connect(host)
-    try:
-        return stream_command(client, command, host=host, timeout=timeout, on_line=on_line)
-    finally:
-        client.close()
+    with open_session(connector, host) as session:
+        return session.run(command, timeout=timeout, expect_success=False, on_line=on_line)
 
 
 def start_task(
@@ -160,9 +154,5 @@ def start_task(
         f"> {q(log_file)} 2>&1 < /dev/null & echo $!"
     )
     command = as_user(detached, sudo_user, connector.username)
-    client = connector.connect(host)
-    try:
-        result = check(execute(client, command, host=host, timeout=60))
-    finally:
-        client.close()
+    result = run_command(connector, host, command, timeout=60)
     return int(result.stdout.strip().splitlines()[-1])

@@ -22,16 +22,9 @@ from typing import Literal
 import paramiko
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from pipeline.errors import InvalidInput
 from pipeline_config.fields import NonEmptyStr
-from remote.ssh import (
-    Connector,
-    check,
-    execute,
-    open_sftp,
-    read_remote_file,
-    remote_path,
-    write_remote_file,
-)
+from remote.ssh import Connector, open_session
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 #: What a node gets: the source of the pipeline distribution (pyproject.toml's packages), not
@@ -132,20 +125,16 @@ def put_file(
     connector: Connector, host: str, path: str, data: bytes, mode: int, step: str
 ) -> StepResult:
     """`path` holds exactly `data` with `mode` (parent directories are created)."""
-    client, sftp = open_sftp(connector, host)
-    try:
-        path = remote_path(sftp, path)
-        check(execute(client, f"mkdir -p {shlex.quote(posixpath.dirname(path))}", host=host,
-                      timeout=connector.command_timeout))  # fmt: skip
-        if read_remote_file(sftp, path) == data:
-            if sftp.stat(path).st_mode & 0o777 == mode:
+    with open_session(connector, host) as session:
+        path = session.path(path)
+        session.run(f"mkdir -p {shlex.quote(posixpath.dirname(path))}")
+        if session.read_file(path) == data:
+            if session.sftp.stat(path).st_mode & 0o777 == mode:
                 return StepResult(step, host, "ok", f"{path} up to date")
-            sftp.chmod(path, mode)
+            session.sftp.chmod(path, mode)
             return StepResult(step, host, "changed", f"chmod {mode:o} {path}")
-        write_remote_file(sftp, path, data, mode)
+        session.write_file(path, data, mode)
         return StepResult(step, host, "changed", f"wrote {path} ({len(data)} bytes)")
-    finally:
-        client.close()
 
 
 # -- the pipeline's virtualenv -----------------------------------------------------------------
@@ -223,38 +212,32 @@ def ensure_venv(
     Args:
         log: Called with each install command before it runs.
     """
-    base_dir, remote_name, source, repo, branch = (
-        setup.base_dir, setup.remote_name, setup.source, setup.repo, setup.branch
-    )  # fmt: skip
-    installer, python, install_options, timeout = (
-        setup.installer, setup.python, setup.install_options, setup.install_timeout_seconds
-    )  # fmt: skip
+    source, repo, branch = setup.source, setup.repo, setup.branch
     q = shlex.quote
-    home = posixpath.join(base_dir, remote_name)
+    home = setup.home
     venv = posixpath.join(home, "venv")
-    client, sftp = open_sftp(connector, host)
+    with open_session(connector, host) as session:
 
-    def run(command: str) -> str:
-        return check(execute(client, command, host=host, timeout=timeout)).stdout
+        def run(command: str) -> str:
+            return session.run(command, timeout=setup.install_timeout_seconds).stdout
 
-    try:
         run(f"mkdir -p {q(home)}")
         if source == "git":
             if not repo:
-                raise ValueError("source 'git' needs a repository URL (repo)")
+                raise InvalidInput("source 'git' needs a repository URL (repo)")
             heads = run(f"git ls-remote {q(repo)} {q('refs/heads/' + branch)}").split()
             if not heads:
-                raise ValueError(f"repository {repo} has no branch {branch!r}")
+                raise InvalidInput(f"repository {repo} has no branch {branch!r}")
             wanted = f"git {repo} {branch} {heads[0]}"
         else:
             if not (PROJECT_ROOT / "pyproject.toml").is_file():
-                raise ValueError(
+                raise InvalidInput(
                     f"no project source at {PROJECT_ROOT} (installed from a wheel?): install "
                     "edx-ops-flows from a checkout, or install a git repository and branch"
                 )
             wanted = f"project {project_digest()}"
         marker = posixpath.join(venv, MARKER)
-        present = read_remote_file(sftp, marker)
+        present = session.read_file(marker)
         launcher = run(f"test -x {q(venv)}/bin/launch-task && echo yes || echo no").strip()
         if present is not None and present.decode().strip() == wanted and launcher == "yes":
             return StepResult("pipeline venv", host, "ok", f"{venv}: {wanted[:60]}")
@@ -270,14 +253,13 @@ def ensure_venv(
         else:
             package = posixpath.join(home, "src")
             archive = posixpath.join(home, "src.tar.gz")
-            write_remote_file(sftp, archive, project_archive(), 0o644)
+            session.write_file(archive, project_archive(), 0o644)
             run(f"rm -rf {q(package)} && mkdir -p {q(package)} && tar -xzf {q(archive)} "
                 f"-C {q(package)}")  # fmt: skip
-        for command in install_commands(installer, python, venv, package, install_options or []):
+        options = setup.install_options or []
+        for command in install_commands(setup.installer, setup.python, venv, package, options):
             log(f"{host}: {command}")
             run(command)
         run(f"test -x {q(venv)}/bin/launch-task")
-        write_remote_file(sftp, marker, (wanted + "\n").encode(), 0o644)
+        session.write_file(marker, (wanted + "\n").encode(), 0o644)
         return StepResult("pipeline venv", host, "changed", f"{venv}: installed {wanted[:60]}")
-    finally:
-        client.close()

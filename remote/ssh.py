@@ -6,10 +6,14 @@ text (hashed names and `[host]:port` entries work): an unknown host or a changed
 with its SHA256 fingerprint and how to check it, before anything is authenticated or run
 (never paramiko's AutoAddPolicy, never `StrictHostKeyChecking no`).
 
-Results come back as plain data (`CommandResult`). Every failure raises an `SshError` naming the
-host and the command: a non-zero exit status (`RemoteCommandFailed`), a connection that ended
-without an exit status, e.g. cut mid-command (`ConnectionLost`), or a command that outlived its
-own timeout (`RemoteCommandTimeout`).
+Everything runs in an `SshSession` (`open_session(connector, host)`, or `SshIdentity.session`
+in the block): one verified connection, its commands and its SFTP files, closed on leaving the
+`with`. Every command goes through one channel pump (`execute`), which collects the output or
+streams it line by line, under one deadline for the whole command. Results come back as plain
+data (`CommandResult`). Every failure raises an `SshError` naming the host and the command: a
+non-zero exit status (`RemoteCommandFailed`), a connection that ended without an exit status,
+e.g. cut mid-command (`ConnectionLost`), or a command that outlived its own timeout
+(`RemoteCommandTimeout`).
 """
 
 from __future__ import annotations
@@ -29,13 +33,16 @@ from typing import Protocol
 
 import paramiko
 
+from domain.names import known_hosts_label
+from pipeline.errors import InvalidInput, OperationFailed, OperationTimeout, Refused
+
 #: How much of a failed command's stderr/stdout an error message quotes.
 OUTPUT_TAIL_CHARS = 1500
 #: After the exit status, how long to wait for the end of the output.
 EOF_GRACE_SECONDS = 2.0
 
 
-class SshError(RuntimeError):
+class SshError(OperationFailed):
     """Anything that went wrong reaching or using a host over SSH; `host` names it."""
 
     def __init__(self, host: str, message: str) -> None:
@@ -43,11 +50,11 @@ class SshError(RuntimeError):
         self.host = host
 
 
-class UnknownHostKey(SshError):
+class UnknownHostKey(SshError, Refused):
     """The host is not in the trusted known_hosts: nothing was sent to it."""
 
 
-class HostKeyMismatch(SshError):
+class HostKeyMismatch(SshError, Refused):
     """The host presented a different key than known_hosts holds (rebuilt, or intercepted)."""
 
 
@@ -56,7 +63,8 @@ class SshConnectFailed(SshError):
 
 
 class Connector(Protocol):
-    """What the shared remote steps need: a verified, logged-in connection per call."""
+    """What the shared remote steps need: a verified, logged-in connection per call (an
+    `SshIdentity` block, or the `remote-task` command line's login); see `open_session`."""
 
     username: str
     command_timeout: float
@@ -67,16 +75,11 @@ class Connector(Protocol):
 # -- host keys and logging in ----------------------------------------------------------------------
 
 
-def known_hosts_label(address: str, port: int) -> str:
-    """The host field of known_hosts: `address`, or `[address]:port` unless port 22."""
-    return address if port == 22 else f"[{address}]:{port}"
-
-
 def parse_known_hosts(text: str) -> paramiko.HostKeys:
     """The host keys of a known_hosts text (OpenSSH's format, hashed host names too).
 
     Raises:
-        ValueError: naming the line, for a malformed line or a marker (@cert-authority,
+        InvalidInput: naming the line, for a malformed line or a marker (@cert-authority,
             @revoked): paramiko cannot honour them, and silently trusting a revoked key
             would be worse than refusing the host.
     """
@@ -86,12 +89,12 @@ def parse_known_hosts(text: str) -> paramiko.HostKeys:
         if not line or line.startswith("#"):
             continue
         if line.startswith("@"):
-            raise ValueError(f"known_hosts line {number}: markers ({line.split()[0]}) "
-                             "are not supported; list the host keys themselves")  # fmt: skip
+            raise InvalidInput(f"known_hosts line {number}: markers ({line.split()[0]}) "
+                               "are not supported; list the host keys themselves")  # fmt: skip
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno=number)
         except paramiko.SSHException as error:
-            raise ValueError(f"known_hosts line {number} is not valid: {error}") from None
+            raise InvalidInput(f"known_hosts line {number} is not valid: {error}") from None
         if entry is None:  # a key type paramiko does not know (e.g. DSA since paramiko 4)
             continue
         for hostname in entry.hostnames:
@@ -109,11 +112,12 @@ def load_private_key(text: str, passphrase: str | None, owner: str) -> paramiko.
         try:
             return key_class.from_private_key(io.StringIO(text), password=passphrase)
         except paramiko.PasswordRequiredException:
-            raise ValueError(f"the private key of {owner} is encrypted: give its passphrase") \
-                from None  # fmt: skip
+            raise InvalidInput(
+                f"the private key of {owner} is encrypted: give its passphrase"
+            ) from None
         except (paramiko.SSHException, ValueError, IndexError):
             continue
-    raise ValueError(
+    raise InvalidInput(
         f"the private key of {owner} is not an ed25519, ECDSA or RSA key in OpenSSH/PEM "
         "format (or the passphrase is wrong)"
     )
@@ -286,6 +290,39 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
         )
 
 
+# -- the host's key, without logging in -------------------------------------------------------
+
+
+def fetch_host_key(
+    address: str,
+    port: int = 22,
+    timeout: float = 15,
+    known: list[paramiko.PKey] | None = None,
+) -> paramiko.PKey:
+    """The key the host presents, from a key exchange only (no authentication, no command).
+
+    The types of the `known` keys are asked for first (as OpenSSH does), so a host that still
+    has its known key presents it even if it has other keys too.
+
+    Raises:
+        SshConnectFailed: unreachable, or the SSH handshake failed.
+    """
+    label = known_hosts_label(address, port)
+    try:
+        sock = socket.create_connection((address, port), timeout=timeout)
+    except OSError as error:
+        raise SshConnectFailed(label, f"cannot connect to {label}: {error}") from None
+    transport = _transport(sock, known or [])
+    try:
+        transport.banner_timeout = timeout
+        transport.start_client(timeout=timeout)
+        return transport.get_remote_server_key()
+    except (paramiko.SSHException, EOFError, OSError) as error:
+        raise SshConnectFailed(label, f"SSH handshake with {label} failed: {error}") from None
+    finally:
+        transport.close()
+
+
 # -- commands ----------------------------------------------------------------------------------
 
 
@@ -322,12 +359,132 @@ class ConnectionLost(SshError):
     """The connection ended before the command reported an exit status; it may still run."""
 
 
-class RemoteCommandTimeout(SshError):
-    """The command did not finish within its timeout; the channel was closed."""
+class RemoteCommandTimeout(SshError, OperationTimeout):
+    """The command did not finish within its timeout; the channel was closed (the command may
+    run on: sshd does not stop it)."""
+
+
+class _Collected:
+    """Collect mode of the pump: stdout whole."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.data += data
+
+    def finish(self) -> str:
+        return self.data.decode(errors="replace")
+
+
+class _Lines:
+    """Stream mode of the pump: each complete line to `on_line` as it arrives; the last
+    `tail_lines` lines kept for the result."""
+
+    def __init__(self, on_line: Callable[[str], None], tail_lines: int) -> None:
+        self.on_line = on_line
+        self.pending = b""
+        self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+
+    def feed(self, data: bytes) -> None:
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        for raw in lines:
+            self._emit(raw)
+
+    def finish(self) -> str:
+        if self.pending:  # a last line without a newline
+            self._emit(self.pending)
+            self.pending = b""
+        return "\n".join(self.tail)
+
+    def _emit(self, raw: bytes) -> None:
+        line = raw.decode(errors="replace").rstrip("\r")
+        self.tail.append(line)
+        self.on_line(line)
+
+
+def execute(
+    client: paramiko.SSHClient,
+    command: str,
+    *,
+    host: str,
+    timeout: float,
+    on_line: Callable[[str], None] | None = None,
+    tail_lines: int = 40,
+) -> CommandResult:
+    """Run `command` on an open connection within `timeout` seconds: the one channel pump.
+
+    Collect mode (no `on_line`): stdout and stderr come back whole. Stream mode: stderr is
+    merged into stdout (in the order the command wrote them) and `on_line` gets each line as it
+    arrives; the result keeps the last `tail_lines` lines as its stdout. Either way the output
+    has ended once the channel reported EOF (stdout and stderr alike: SSH has one EOF per
+    channel) and the exit status is known. A non-zero exit status is returned, not raised (see
+    `check`).
+
+    Raises:
+        ConnectionLost: the channel or connection closed without an exit status.
+        RemoteCommandTimeout: `timeout` passed first (opening the channel included); the
+            channel is closed. The deadline is our own: a Prefect timeout cannot interrupt a
+            blocked read.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    out = _Collected() if on_line is None else _Lines(on_line, tail_lines)
+    err = bytearray()
+    transport, channel = _start(client, command, host=host, timeout=timeout,
+                                merged=on_line is not None)  # fmt: skip
+    exited_at = None
+
+    def drain() -> None:
+        while channel.recv_ready():
+            out.feed(channel.recv(65536))
+        while channel.recv_stderr_ready():
+            err.extend(channel.recv_stderr(65536))
+
+    try:
+        while True:
+            drain()
+            if channel.eof_received and channel.exit_status_ready():
+                break
+            if channel.closed or not transport.is_active():
+                break
+            if channel.exit_status_ready():
+                # sshd may report the exit before it has forwarded all output: read on until
+                # EOF, but not forever (a daemon the command started may hold the pipe open)
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > EOF_GRACE_SECONDS:
+                    break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RemoteCommandTimeout(
+                    host, f"`{command}` on {host} did not finish within {timeout:g}s"
+                )
+            if channel.eof_received:
+                # after EOF the channel's fd stays readable: waiting on it would spin
+                time.sleep(min(remaining, 0.01))
+            else:
+                # the fd becomes readable on stdout data or EOF; stderr and the exit status
+                # do not wake it, hence the short cap
+                select.select([channel], [], [], min(remaining, 0.05))
+        drain()  # what arrived with the EOF or the close
+        exit_status = channel.exit_status if channel.exit_status_ready() else -1
+    finally:
+        channel.close()
+    stdout = out.finish()
+    result = CommandResult(host, command, exit_status, stdout,
+                           err.decode(errors="replace"), time.monotonic() - started)  # fmt: skip
+    if exit_status == -1:
+        raise ConnectionLost(
+            host,
+            f"connection to {host} was lost while running `{command}` (no exit status; the "
+            f"command may have been killed or may still be running): "
+            f"{output_tail(result.stderr or stdout)}",
+        )
+    return result
 
 
 def _start(
-    client: paramiko.SSHClient, command: str, *, host: str, timeout: float, merged: bool = False
+    client: paramiko.SSHClient, command: str, *, host: str, timeout: float, merged: bool
 ) -> tuple[paramiko.Transport, paramiko.Channel]:
     """A channel running `command` (stderr merged into stdout when `merged`), stdin closed."""
     transport = client.get_transport()
@@ -335,77 +492,18 @@ def _start(
         raise ConnectionLost(host, f"connection to {host} is closed; `{command}` was not run")
     try:
         channel = transport.open_session(timeout=min(timeout, 30))
+    except (paramiko.SSHException, EOFError, OSError) as error:
+        raise ConnectionLost(host, f"connection to {host} failed starting `{command}`: "
+                                   f"{type(error).__name__}: {error}") from None  # fmt: skip
+    try:
         channel.set_combine_stderr(merged)
         channel.exec_command(command)
         channel.shutdown_write()  # no stdin: commands waiting for input get EOF, not a hang
     except (paramiko.SSHException, EOFError, OSError) as error:
+        channel.close()
         raise ConnectionLost(host, f"connection to {host} failed starting `{command}`: "
                                    f"{type(error).__name__}: {error}") from None  # fmt: skip
     return transport, channel
-
-
-def _lost(host: str, command: str, output: str) -> ConnectionLost:
-    return ConnectionLost(
-        host,
-        f"connection to {host} was lost while running `{command}` (no exit status; the "
-        f"command may have been killed or may still be running): {output_tail(output)}",
-    )
-
-
-def execute(
-    client: paramiko.SSHClient, command: str, *, host: str, timeout: float
-) -> CommandResult:
-    """Run `command` on an open connection and collect its output, within `timeout` seconds.
-
-    A non-zero exit status is returned, not raised (see `check`). Raises `ConnectionLost` when the
-    channel closes without an exit status (paramiko's -1), `RemoteCommandTimeout` when the
-    deadline passes. The deadline is our own: a Prefect timeout cannot interrupt a blocked read.
-    """
-    started = time.monotonic()
-    deadline = started + timeout
-    transport, channel = _start(client, command, host=host, timeout=timeout)
-    stdout, stderr = bytearray(), bytearray()
-    exited_at = None
-    try:
-        while True:
-            while channel.recv_ready():
-                stdout += channel.recv(65536)
-            while channel.recv_stderr_ready():
-                stderr += channel.recv_stderr(65536)
-            if channel.closed or not transport.is_active():
-                break
-            if channel.exit_status_ready():
-                # sshd may report the exit before it has forwarded all output: read on until
-                # EOF, but not forever (a daemon the command started may hold the pipe open)
-                exited_at = exited_at or time.monotonic()
-                if channel.eof_received or time.monotonic() - exited_at > EOF_GRACE_SECONDS:
-                    break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RemoteCommandTimeout(
-                    host, f"`{command}` on {host} did not finish within {timeout:g}s"
-                )
-            # the channel's fd becomes readable on stdout data or close; stderr and the exit
-            # status do not wake it, hence the short cap
-            select.select([channel], [], [], min(remaining, 0.05))
-        while channel.recv_ready():  # what arrived with the EOF or the close
-            stdout += channel.recv(65536)
-        while channel.recv_stderr_ready():
-            stderr += channel.recv_stderr(65536)
-        exit_status = channel.exit_status if channel.exit_status_ready() else -1
-    finally:
-        channel.close()
-    result = CommandResult(
-        host=host,
-        command=command,
-        exit_status=exit_status,
-        stdout=stdout.decode(errors="replace"),
-        stderr=stderr.decode(errors="replace"),
-        seconds=time.monotonic() - started,
-    )
-    if exit_status == -1:
-        raise _lost(host, command, result.stderr)
-    return result
 
 
 def check(result: CommandResult) -> CommandResult:
@@ -415,33 +513,112 @@ def check(result: CommandResult) -> CommandResult:
     return result
 
 
-def run_command(
-    connector: Connector,
-    host: str,
-    command: str,
-    *,
-    timeout: float | None = None,
-    expect_success: bool = True,
-) -> CommandResult:
-    """Connect to `host`, run one command, disconnect.
-
-    A fresh connection per command means a cut connection costs one command, never the next:
-    the restart after a failed backup always gets a new session.
-    """
-    client = connector.connect(host)
-    try:
-        result = execute(client, command, host=host, timeout=timeout or connector.command_timeout)
-    finally:
-        client.close()
-    return check(result) if expect_success else result
-
-
 def output_tail(text: str) -> str:
     text = text.strip()
     return text if len(text) <= OUTPUT_TAIL_CHARS else "..." + text[-OUTPUT_TAIL_CHARS:]
 
 
-# -- files over SFTP and streamed commands ----------------------------------------------------
+# -- sessions ----------------------------------------------------------------------------------
+
+
+class SshSession:
+    """One verified, logged-in connection to `host`: its commands (all through `execute`) and
+    its SFTP files. A context manager: the connection is closed on leaving the `with`.
+
+    Example:
+        ```python
+        with identity.session("192.168.122.112") as session:
+            session.run("systemctl is-active mariadb")
+            data = session.read_file("~/.my.cnf")
+        ```
+    """
+
+    def __init__(
+        self, client: paramiko.SSHClient, host: str, command_timeout: float,
+        sftp_timeout: float | None = None,
+    ) -> None:  # fmt: skip
+        self.client, self.host = client, host
+        self.command_timeout = command_timeout
+        self.sftp_timeout = sftp_timeout or command_timeout
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def __enter__(self) -> SshSession:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the SFTP session (if one was opened) and the connection."""
+        self.client.close()
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        expect_success: bool = True,
+        on_line: Callable[[str], None] | None = None,
+    ) -> CommandResult:
+        """Run `command` (see `execute`: collected, or streamed to `on_line`).
+
+        Args:
+            timeout: Seconds for the whole command; default: the connector's command_timeout.
+            expect_success: Raise `RemoteCommandFailed` on a non-zero exit status.
+        """
+        result = execute(self.client, command, host=self.host,
+                         timeout=timeout or self.command_timeout, on_line=on_line)  # fmt: skip
+        return check(result) if expect_success else result
+
+    @property
+    def sftp(self) -> paramiko.SFTPClient:
+        """The connection's SFTP session, opened on first use (its reads time out after
+        `sftp_timeout`)."""
+        if self._sftp is None:
+            self._sftp = self.client.open_sftp()
+            channel = self._sftp.get_channel()
+            if channel is not None:
+                channel.settimeout(self.sftp_timeout)
+        return self._sftp
+
+    def path(self, path: str) -> str:
+        """`path` with a leading `~/` made absolute (see `remote_path`)."""
+        return remote_path(self.sftp, path)
+
+    def read_file(self, path: str) -> bytes | None:
+        """The content of `path` (`~/` allowed), or None when it does not exist."""
+        return read_remote_file(self.sftp, self.path(path))
+
+    def write_file(self, path: str, data: bytes, mode: int) -> None:
+        """Write `data` to `path` (`~/` allowed) atomically, with `mode` from the start."""
+        write_remote_file(self.sftp, self.path(path), data, mode)
+
+
+def open_session(
+    connector: Connector, host: str, *, port: int | None = None, sftp_timeout: float | None = None
+) -> SshSession:
+    """A session on `host` through `connector` (an `SshIdentity`, or the command line's login).
+
+    Raises:
+        UnknownHostKey, HostKeyMismatch, SshConnectFailed: see `connect`.
+    """
+    return SshSession(connector.connect(host, port), host, connector.command_timeout, sftp_timeout)
+
+
+def run_command(
+    connector: Connector, host: str, command: str, *, timeout: float | None = None,
+    expect_success: bool = True,
+) -> CommandResult:  # fmt: skip
+    """Connect to `host`, run one command, disconnect.
+
+    A fresh connection per command means a cut connection costs one command, never the next:
+    the restart after a failed backup always gets a new session.
+    """
+    with open_session(connector, host) as session:
+        return session.run(command, timeout=timeout, expect_success=expect_success)
+
+
+# -- files over SFTP ---------------------------------------------------------------------------
 
 
 def remote_path(sftp: paramiko.SFTPClient, path: str) -> str:
@@ -476,88 +653,3 @@ def write_remote_file(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: i
     except OSError:
         sftp.remove(temporary)
         raise
-
-
-def stream_command(
-    client: paramiko.SSHClient,
-    command: str,
-    *,
-    host: str,
-    timeout: float,
-    on_line: Callable[[str], None],
-    tail_lines: int = 40,
-) -> CommandResult:
-    """Run `command`, calling `on_line` with each line of its output (stdout and stderr merged,
-    in order) as it arrives. Returns the exit status and the last `tail_lines` lines as stdout.
-
-    Raises `ConnectionLost` (no exit status) and `RemoteCommandTimeout` like `execute`.
-    """
-    started = time.monotonic()
-    deadline = started + timeout
-    transport, channel = _start(client, command, host=host, timeout=timeout, merged=True)
-    pending = b""
-    exited_at = None
-    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
-
-    def emit(raw: bytes) -> None:
-        line = raw.decode(errors="replace").rstrip("\r")
-        tail.append(line)
-        on_line(line)
-
-    try:
-        while True:
-            if channel.recv_ready():
-                pending += channel.recv(65536)
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    emit(raw)
-                continue
-            if channel.closed or not transport.is_active() or channel.eof_received:
-                break
-            if channel.exit_status_ready():  # a daemon it started may hold the output open
-                exited_at = exited_at or time.monotonic()
-                if time.monotonic() - exited_at > EOF_GRACE_SECONDS:
-                    break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RemoteCommandTimeout(
-                    host, f"`{command}` on {host} did not finish within {timeout:g}s"
-                )
-            select.select([channel], [], [], min(remaining, 0.2))
-        while channel.recv_ready():
-            pending += channel.recv(65536)
-        *lines, pending = pending.split(b"\n")
-        for raw in [*lines, pending] if pending else lines:
-            emit(raw)
-        # the exit status follows EOF closely; wait for it a little, never forever
-        grace = time.monotonic() + EOF_GRACE_SECONDS
-        while not channel.exit_status_ready() and transport.is_active():
-            if time.monotonic() > grace:
-                break
-            time.sleep(0.01)
-        exit_status = channel.exit_status if channel.exit_status_ready() else -1
-    finally:
-        channel.close()
-    result = CommandResult(
-        host, command, exit_status, "\n".join(tail), "", time.monotonic() - started
-    )
-    if exit_status == -1:
-        raise _lost(host, command, result.stdout)
-    return result
-
-
-def open_sftp(
-    connector: Connector, host: str, timeout: float | None = None
-) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
-    """A connection and its SFTP session (its reads time out after `timeout`, by default the
-    connector's `command_timeout`)."""
-    client = connector.connect(host)
-    try:
-        sftp = client.open_sftp()
-        channel = sftp.get_channel()
-        if channel is not None:
-            channel.settimeout(timeout or connector.command_timeout)
-    except BaseException:
-        client.close()
-        raise
-    return client, sftp

@@ -8,7 +8,6 @@ mode 0600, and never appear in commands, logs or results.
 
 from __future__ import annotations
 
-import json
 import posixpath
 from typing import TYPE_CHECKING
 
@@ -16,17 +15,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.ssh import SshIdentity, known_host_keys
+from domain.host_keys import ConsoleKeys, known_hosts_with, parse_console_keys, verify_host_key
+from domain.names import known_hosts_label
 from remote.setup import PipelineSetup, StepResult, ensure_dir, ensure_venv, put_file
-from remote.ssh import open_sftp, read_remote_file, remote_path, write_remote_file
-from tasks.host_keys import (
-    ConsoleKeys,
-    fetch_host_key,
-    known_hosts_label,
-    known_hosts_with,
-    parse_console_keys,
-    verify_host_key,
-)
-from tasks.ssh import check, execute
+from remote.ssh import fetch_host_key
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
@@ -54,7 +46,7 @@ def verify_and_record_host_key(
 ) -> tuple[StepResult, str]:
     """Check the key `address` presents; return the step and the (maybe extended) known_hosts.
 
-    Raises HostKeyMismatch (a changed key) or HostKeyNotVerified (see tasks.host_keys).
+    Raises HostKeyMismatch (a changed key) or HostKeyNotVerified (see domain.host_keys).
     """
     trusted = identity.host_keys()
     known = known_host_keys(trusted, known_hosts_label(address, identity.port))
@@ -90,19 +82,16 @@ def ensure_authorized_key(
 ) -> StepResult:
     """`ssh-copy-id`: append `public_key` to `authorized_keys` unless that key is listed."""
     kind, b64 = public_key.split()[:2]
-    client, sftp = open_sftp(identity, host)
-    try:
-        path = remote_path(sftp, authorized_keys)
-        ensure_dir(sftp, posixpath.dirname(path), 0o700)
-        current = (read_remote_file(sftp, path) or b"").decode(errors="replace")
+    with identity.session(host) as session:
+        path = session.path(authorized_keys)
+        ensure_dir(session.sftp, posixpath.dirname(path), 0o700)
+        current = (session.read_file(path) or b"").decode(errors="replace")
         listed = any(_lists_key(line, kind, b64) for line in current.splitlines())
         if listed:
             return StepResult("authorized key", host, "ok", f"{kind} key listed in {path}")
         text = current if not current or current.endswith("\n") else current + "\n"
-        write_remote_file(sftp, path, (text + public_key + "\n").encode(), 0o600)
+        session.write_file(path, (text + public_key + "\n").encode(), 0o600)
         return StepResult("authorized key", host, "changed", f"{kind} key added to {path}")
-    finally:
-        client.close()
 
 
 def _lists_key(line: str, kind: str, b64: str) -> bool:
@@ -123,22 +112,19 @@ def ensure_key_pair(
     if not private.endswith(b"\n"):
         private += b"\n"
     public = (public_key_line(key_pair) + "\n").encode()
-    client, sftp = open_sftp(identity, host)
     changed = []
-    try:
-        base = remote_path(sftp, directory)
-        if ensure_dir(sftp, base, 0o700):
+    with identity.session(host) as session:
+        base = session.path(directory)
+        if ensure_dir(session.sftp, base, 0o700):
             changed.append(f"created {base}")
         for filename, data in ((name, private), (f"{name}.pub", public)):
             path = posixpath.join(base, filename)
-            if read_remote_file(sftp, path) != data:
-                write_remote_file(sftp, path, data, 0o600)
+            if session.read_file(path) != data:
+                session.write_file(path, data, 0o600)
                 changed.append(f"wrote {path}")
-            elif sftp.stat(path).st_mode & 0o777 != 0o600:
-                sftp.chmod(path, 0o600)
+            elif session.sftp.stat(path).st_mode & 0o777 != 0o600:
+                session.sftp.chmod(path, 0o600)
                 changed.append(f"chmod 0600 {path}")
-    finally:
-        client.close()
     if changed:
         return StepResult("key pair", host, "changed", "; ".join(changed))
     return StepResult("key pair", host, "ok", f"{name} and {name}.pub in {base}, 0600")
@@ -163,23 +149,7 @@ def ensure_credentials_file(
 ) -> StepResult:
     """Upstream's JSON credentials file for `database` at `path`, 0600. The password goes from
     the block to the file inside this task: it is never a task argument of its own."""
-    return put_file(identity, host, path, credentials_json(database), 0o600, "credentials")
-
-
-def credentials_json(database: MySqlDatabase) -> bytes:
-    """Upstream's credentials file for a MySQL block (written 0600; never logged)."""
-    return (
-        json.dumps(
-            {
-                "host": database.host,
-                "port": database.port,
-                "username": database.username,
-                "password": database.password.get_secret_value(),
-            },
-            sort_keys=True,
-        )
-        + "\n"
-    ).encode()
+    return put_file(identity, host, path, database.credentials_payload(), 0o600, "credentials")
 
 
 @task(name="run-if-needed", task_run_name="{step} on {host}", cache_policy=NO_CACHE)
@@ -187,16 +157,12 @@ def run_if_needed(
     identity: SshIdentity, host: str, step: str, check_command: str, command: str, timeout: float
 ) -> StepResult:
     """Run `command` only when `check_command` exits non-zero; then the check must pass."""
-    client = identity.connect(host)
-    try:
-        probe = execute(client, check_command, host=host, timeout=timeout)
-        if probe.ok:
+    with identity.session(host) as session:
+        if session.run(check_command, timeout=timeout, expect_success=False).ok:
             return StepResult(step, host, "ok", f"`{check_command}` passed")
-        check(execute(client, command, host=host, timeout=timeout))
-        check(execute(client, check_command, host=host, timeout=timeout))
+        session.run(command, timeout=timeout)
+        session.run(check_command, timeout=timeout)
         return StepResult(step, host, "changed", f"ran `{command}`")
-    finally:
-        client.close()
 
 
 # -- the pipeline's virtualenv -----------------------------------------------------------------

@@ -28,7 +28,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
 from blocks.ssh import SshError, SshIdentity
-from remote.ssh import open_sftp, read_remote_file, remote_path, write_remote_file
+from remote.ssh import SshSession
 
 DEFAULT_RECORD_PATH = "~/.edx-ops-flows/backup-state.json"
 RECORD_VERSION = 1
@@ -110,11 +110,18 @@ class NodeChange:
         return abs(started - self.process_started) > 1
 
 
-def _sftp(identity: SshIdentity, host: str, timeout: float):
+def _session(identity: SshIdentity, host: str, timeout: float) -> SshSession:
+    """A session on `host` whose SFTP session is open (its reads time out after `timeout`)."""
+    session = identity.session(host, sftp_timeout=timeout)
     try:
-        return open_sftp(identity, host, timeout)
+        session.sftp  # noqa: B018 - opened here, so that a refused SFTP is told as such
     except (paramiko.SSHException, OSError) as error:
+        session.close()
         raise NodeRecordError(host, f"SFTP to {host} failed: {error}") from None
+    except BaseException:
+        session.close()
+        raise
+    return session
 
 
 @task(name="record-node-change", task_run_name="record-node-change {host}", cache_policy=NO_CACHE)
@@ -122,21 +129,19 @@ def record_change(
     identity: SshIdentity, host: str, path: str, change: NodeChange, timeout: float = 60
 ) -> None:
     """Write `change` to `path` on `host` (directory made 0700, file 0600, atomic rename)."""
-    client, sftp = _sftp(identity, host, timeout)
-    try:
-        target = remote_path(sftp, path)
-        directory = posixpath.dirname(target)
+    with _session(identity, host, timeout) as session:
         try:
-            sftp.stat(directory)
-        except FileNotFoundError:
-            sftp.mkdir(directory, mode=0o700)
-        write_remote_file(sftp, target, change.to_json(), 0o600)
-    except OSError as error:
-        raise NodeRecordError(
-            host, f"cannot write the backup record {path} on {host}: {error}; nothing changed"
-        ) from None
-    finally:
-        client.close()
+            target = session.path(path)
+            directory = posixpath.dirname(target)
+            try:
+                session.sftp.stat(directory)
+            except FileNotFoundError:
+                session.sftp.mkdir(directory, mode=0o700)
+            session.write_file(target, change.to_json(), 0o600)
+        except OSError as error:
+            raise NodeRecordError(
+                host, f"cannot write the backup record {path} on {host}: {error}; nothing changed"
+            ) from None
     get_run_logger().info("recorded on %s (%s): about to be %s", host, path, change.describe())
 
 
@@ -149,15 +154,13 @@ def read_change(
     Raises:
         NodeRecordError: it cannot be read, or is not a valid record (then a person must look).
     """
-    client, sftp = _sftp(identity, host, timeout)
-    try:
-        raw = read_remote_file(sftp, remote_path(sftp, path))
-    except OSError as error:
-        raise NodeRecordError(
-            host, f"cannot read the backup record {path} on {host}: {error}"
-        ) from None
-    finally:
-        client.close()
+    with _session(identity, host, timeout) as session:
+        try:
+            raw = session.read_file(path)
+        except OSError as error:
+            raise NodeRecordError(
+                host, f"cannot read the backup record {path} on {host}: {error}"
+            ) from None
     if raw is None:
         return None
     try:
@@ -173,17 +176,15 @@ def read_change(
 @task(name="clear-node-change", task_run_name="clear-node-change {host}", cache_policy=NO_CACHE)
 def clear_change(identity: SshIdentity, host: str, path: str, timeout: float = 60) -> None:
     """Remove the record at `path` on `host` (nothing to do when it is not there)."""
-    client, sftp = _sftp(identity, host, timeout)
-    try:
-        sftp.remove(remote_path(sftp, path))
-    except FileNotFoundError:
-        pass
-    except OSError as error:
-        raise NodeRecordError(
-            host, f"cannot remove the backup record {path} on {host}: {error}"
-        ) from None
-    finally:
-        client.close()
+    with _session(identity, host, timeout) as session:
+        try:
+            session.sftp.remove(session.path(path))
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise NodeRecordError(
+                host, f"cannot remove the backup record {path} on {host}: {error}"
+            ) from None
     get_run_logger().info("removed the backup record %s on %s: the node is restored", path, host)
 
 

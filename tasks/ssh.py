@@ -1,9 +1,10 @@
 """Prefect tasks that run commands on hosts over SSH (host keys always verified).
 
-The connection, the command pumps (`execute`, `stream_command`), their errors and the SFTP file
-helpers are Prefect-free, in `remote.ssh` (shared with the `remote-task` command line); they are
-re-exported here for the flows. Results come back as plain data (`CommandResult`). Secrets never
-appear: commands are settings, not secrets, and the identity's key stays in its block.
+The session (`SshIdentity.session`), the one channel pump (`execute`), its errors and the SFTP
+file helpers are Prefect-free, in `remote.ssh` (shared with the `remote-task` command line); the
+pump and its errors are re-exported here for the flows. Results come back as plain data
+(`CommandResult`). Secrets never appear: commands are settings, not secrets, and the identity's
+key stays in its block.
 """
 
 from __future__ import annotations
@@ -25,17 +26,13 @@ from remote.ssh import (
     check,
     execute,
     output_tail,
-    read_remote_file,
-    remote_path,
     run_command,
-    stream_command,
-    write_remote_file,
 )
 
 __all__ = [
     "CommandResult", "ConnectionLost", "HostFacts", "RemoteCommandFailed", "RemoteCommandTimeout",
-    "check", "execute", "parse_ip_addresses", "read_host_facts", "read_remote_file",
-    "remote_path", "run_command", "run_remote_command", "stream_command", "write_remote_file",
+    "check", "execute", "parse_ip_addresses", "read_host_facts", "run_command",
+    "run_remote_command",
 ]  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from blocks.ssh import (
     UnknownHostKey,
     sha256_fingerprint,
 )
-from tasks.host_keys import fetch_host_key
+from remote.ssh import fetch_host_key
 from tasks.ssh import (
     ConnectionLost,
     RemoteCommandFailed,

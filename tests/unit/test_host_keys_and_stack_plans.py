@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from blocks.ssh import HostKeyMismatch, check_host_key, preferred_key_types
-from tasks.host_keys import (
+from domain.host_keys import (
     HostKeyNotVerified,
     console_matches,
     known_hosts_with,
@@ -18,6 +18,8 @@ from tasks.host_keys import (
     sha256_fingerprint,
     verify_host_key,
 )
+from flows.analytics_stack import TEMPLATE
+from tasks.heat import StackBusy, StackInfo, diff_stack, load_template, wanted_parameters
 
 
 def ed25519_public_key() -> paramiko.PKey:

@@ -24,7 +24,7 @@ from flows.remote_pipeline import (
 )
 from pipeline.samples import SampleSpec, generate_logs
 from pipeline_config.render import render_override_cfg
-from tasks.ssh import ConnectionLost, RemoteCommandFailed, stream_command
+from remote.ssh import ConnectionLost, RemoteCommandFailed, execute
 
 pytestmark = pytest.mark.slow
 
@@ -157,7 +157,7 @@ def test_output_streams_as_it_arrives(ssh_host):
     client = identity.connect(ssh_host.address)
     try:
         started = time.monotonic()
-        result = stream_command(
+        result = execute(
             client, "echo one; echo err >&2; sleep 1.5; echo two; exit 3", host="h", timeout=30,
             on_line=lambda line: seen.append((time.monotonic() - started, line)),
         )  # fmt: skip
@@ -191,7 +191,7 @@ def test_a_cut_connection_is_not_taken_for_an_exit_status(ssh_host):
     try:
         cutter.start()
         with pytest.raises(ConnectionLost, match="lost while running"):
-            stream_command(client, "echo started; sleep 20", host="h", timeout=30,
+            execute(client, "echo started; sleep 20", host="h", timeout=30,
                            on_line=seen.append)  # fmt: skip
     finally:
         cutter.cancel()

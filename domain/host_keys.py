@@ -1,4 +1,7 @@
-"""Host keys from a trusted source: the cloud-init fingerprints in a server's Nova console log.
+"""Whether a new host's key may be trusted: known_hosts, then the cloud-init fingerprints in the
+server's Nova console log, then (only when the operator opted in) trust on first use. Pure logic,
+Prefect-free: the key exchange that fetches the key is `remote.ssh.fetch_host_key`, reading the
+console log is the cloud's (`tasks.host_setup.console_keys`).
 
 cloud-init prints, on the server's console at first boot (so into Nova's console log, which
 only the cloud and the project can read)::
@@ -10,35 +13,26 @@ only the cloud and the project can read)::
     ssh-ed25519 AAAAC3Nz... root@analytics
     -----END SSH HOST KEY KEYS-----
 
-(lines may carry a prefix such as ``ec2:`` or a kernel timestamp). `fetch_host_key` asks the
-host for its key over a bare SSH transport (key exchange only, nothing is authenticated or
-sent), and `verify_host_key` decides: a host already in known_hosts must present one of its
-keys there, whatever the type (else `HostKeyMismatch`: a host known under RSA that presents
-ed25519 has changed, it is not new); a new host's key must match the console's fingerprint or
-key of its type (else `HostKeyNotVerified`), and without any console fingerprints it is
-trusted on first use only when the operator opted in.
+(lines may carry a prefix such as ``ec2:`` or a kernel timestamp). `verify_host_key` decides:
+a host already in known_hosts must present one of its keys there, whatever the type (else
+`HostKeyMismatch`: a host known under RSA that presents ed25519 has changed, it is not new); a
+new host's key must match the console's fingerprint or key of its type (else
+`HostKeyNotVerified`), and without any console fingerprints it is trusted on first use only
+when the operator opted in.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import socket
 from dataclasses import dataclass
 from typing import Literal
 
 import paramiko
 
-from remote.ssh import (
-    SshConnectFailed,
-    SshError,
-    check_host_key,
-    known_hosts_label,
-    preferred_key_types,
-    sha256_fingerprint,
-)
-
-__all__ = ["known_hosts_label", "sha256_fingerprint"]  # re-exported: used by every message here
+from domain.names import known_hosts_label
+from pipeline.errors import Refused
+from remote.ssh import SshError, check_host_key, sha256_fingerprint
 
 _FINGERPRINT_LINE = re.compile(
     r"(?P<bits>\d+)\s+(?P<fp>(?:SHA256:[A-Za-z0-9+/]+=*)|(?:(?:MD5:)?(?:[0-9a-f]{2}:){15}[0-9a-f]{2}))"
@@ -49,7 +43,7 @@ _KEY_LINE = re.compile(
 )
 
 
-class HostKeyNotVerified(SshError):
+class HostKeyNotVerified(SshError, Refused):
     """The host's key could not be verified against a trusted source: it was not recorded."""
 
 
@@ -115,38 +109,6 @@ def parse_console_keys(text: str) -> ConsoleKeys:
 
 def md5_fingerprint(key: paramiko.PKey) -> str:
     return "MD5:" + ":".join(f"{b:02x}" for b in hashlib.md5(key.asbytes()).digest())  # noqa: S324
-
-
-def fetch_host_key(
-    address: str,
-    port: int = 22,
-    timeout: float = 15,
-    known: list[paramiko.PKey] | None = None,
-) -> paramiko.PKey:
-    """The key the host presents, from a key exchange only (no authentication, no command).
-
-    The types of the `known` keys are asked for first (as OpenSSH does), so a host that still
-    has its known key presents it even if it has other keys too.
-
-    Raises:
-        SshConnectFailed: unreachable, or the SSH handshake failed.
-    """
-    label = known_hosts_label(address, port)
-    try:
-        sock = socket.create_connection((address, port), timeout=timeout)
-    except OSError as error:
-        raise SshConnectFailed(label, f"cannot connect to {label}: {error}") from None
-    transport = paramiko.Transport(sock)
-    security = transport.get_security_options()
-    security.key_types = preferred_key_types(known or [], security.key_types)
-    try:
-        transport.banner_timeout = timeout
-        transport.start_client(timeout=timeout)
-        return transport.get_remote_server_key()
-    except (paramiko.SSHException, EOFError, OSError) as error:
-        raise SshConnectFailed(label, f"SSH handshake with {label} failed: {error}") from None
-    finally:
-        transport.close()
 
 
 def console_matches(key: paramiko.PKey, console: ConsoleKeys) -> bool | None:

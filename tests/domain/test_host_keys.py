@@ -1,5 +1,5 @@
-"""Pure logic of host-key verification (console fingerprints); Heat stack plans are tested in
-tests/domain/test_stack_plan.py."""
+"""Pure logic of host-key verification (domain.host_keys): console fingerprints, verdicts,
+known_hosts entries."""
 
 from __future__ import annotations
 

@@ -42,6 +42,7 @@ class Refused(OperationFailed):
 class OperationTimeout(EdxOpsError, TimeoutError):
     """A deadline passed; the message says what was waited for and the last state seen."""
 
+
 # PyMySQL/MariaDB error codes of outages: too many connections, lock wait timeout, deadlock,
 # cannot connect (socket, TCP), server gone away, connection lost during a query.
 TRANSIENT_MYSQL_CODES = frozenset({1040, 1205, 1213, 2002, 2003, 2006, 2013})

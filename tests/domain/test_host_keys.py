@@ -18,8 +18,6 @@ from domain.host_keys import (
     sha256_fingerprint,
     verify_host_key,
 )
-from flows.analytics_stack import TEMPLATE
-from tasks.heat import StackBusy, StackInfo, diff_stack, load_template, wanted_parameters
 
 
 def ed25519_public_key() -> paramiko.PKey:

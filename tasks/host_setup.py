@@ -15,8 +15,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.ssh import SshIdentity, known_host_keys
-from domain.host_keys import ConsoleKeys, known_hosts_with, parse_console_keys, verify_host_key
 from domain.names import known_hosts_label
+from remote.host_keys import ConsoleKeys, known_hosts_with, parse_console_keys, verify_host_key
 from remote.setup import PipelineSetup, StepResult, ensure_dir, ensure_venv, put_file
 from remote.ssh import fetch_host_key
 
@@ -46,7 +46,7 @@ def verify_and_record_host_key(
 ) -> tuple[StepResult, str]:
     """Check the key `address` presents; return the step and the (maybe extended) known_hosts.
 
-    Raises HostKeyMismatch (a changed key) or HostKeyNotVerified (see domain.host_keys).
+    Raises HostKeyMismatch (a changed key) or HostKeyNotVerified (see remote.host_keys).
     """
     trusted = identity.host_keys()
     known = known_host_keys(trusted, known_hosts_label(address, identity.port))

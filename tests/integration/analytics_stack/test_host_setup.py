@@ -20,7 +20,6 @@ from prefect.artifacts import Artifact
 from blocks.database import MySqlDatabase
 from blocks.openstack import OpenStackCloud
 from blocks.ssh import HostKeyMismatch, SshIdentity
-from domain.host_keys import HostKeyNotVerified
 from flows.host_setup import (
     HostAccess,
     InsightsMigration,
@@ -28,6 +27,7 @@ from flows.host_setup import (
     PipelineSetup,
     setup_analytics_host,
 )
+from remote.host_keys import HostKeyNotVerified
 from remote.setup import PROJECT_ROOT, project_source_files
 from tests.bed.sshd import SshHost, generate_ed25519_key, generate_key, public_key_line
 from tests.fakes.openstack.console import console_log as cloud_init_console

@@ -1,4 +1,4 @@
-"""Pure logic of host-key verification (domain.host_keys): console fingerprints, verdicts,
+"""Pure logic of host-key verification (remote.host_keys): console fingerprints, verdicts,
 known_hosts entries."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from blocks.ssh import HostKeyMismatch, check_host_key, preferred_key_types
-from domain.host_keys import (
+from remote.host_keys import (
     HostKeyNotVerified,
     console_matches,
     known_hosts_with,

@@ -35,9 +35,10 @@ from prefect.artifacts import (
 )
 from pydantic import BaseModel, Field
 
-from pipeline import config, engine, fs, report
-from pipeline.database import Database, settings_from
+from pipeline import config, report
+from pipeline.core import engine, fs
 from pipeline.enrollment_loads import ImportEnrollmentsIntoMysql
+from pipeline.result_store import Database, settings_from
 from pipeline.total_events import WAREHOUSE_COUNTS, TotalEventsReportWorkflow, read_report
 from pipeline_config.fields import NonEmptyStr
 from tasks.parameters import fill_from_deployment

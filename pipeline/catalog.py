@@ -34,8 +34,10 @@ from typing import IO
 
 import luigi
 
-from pipeline import config, fs
+from pipeline import config
 from pipeline.common import ReportingMixin, UrlTarget, WarehouseMixin
+from pipeline.core import fs
+from pipeline.errors import OperationFailed
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ FIELD_LENGTH = 255
 NO_CATALOG = (None, None, None, None, None, None)
 
 
-class CatalogError(Exception):
+class CatalogError(OperationFailed):
     """A catalog source that cannot be used, named in the message (never with a secret)."""
 
 

@@ -13,8 +13,9 @@ import warnings
 
 import luigi
 
-from pipeline import engine, errors, fs, report, selection
-from pipeline.reader import DEFAULT_MAX_LINE_BYTES
+from pipeline import errors, report
+from pipeline.core import engine, fs, selection
+from pipeline.core.reader import DEFAULT_MAX_LINE_BYTES
 
 log = logging.getLogger(__name__)
 

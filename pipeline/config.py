@@ -13,11 +13,13 @@ from pathlib import Path
 
 from luigi.configuration import LuigiConfigParser
 
+from pipeline.errors import InvalidInput
+
 DEFAULTS_FILE = Path(__file__).with_name("defaults.cfg")
 SYSTEM_FILES = ("/etc/luigi/client.cfg", "/etc/luigi/luigi.cfg", "client.cfg", "luigi.cfg")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInput):
     """A config file or value that cannot be used, named in the message."""
 
 

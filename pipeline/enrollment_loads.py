@@ -29,7 +29,6 @@ from collections.abc import Iterable, Iterator
 
 import luigi
 
-from pipeline import fs
 from pipeline.catalog import (
     NO_CATALOG,
     CourseCatalogSwitchMixin,
@@ -37,7 +36,7 @@ from pipeline.catalog import (
     read_catalog,
 )
 from pipeline.common import ReportingMixin
-from pipeline.database import Column, Database, DatabaseError, TableSpec, settings_from
+from pipeline.core import fs
 from pipeline.enrollments import (
     PART_FILE,
     WAREHOUSE_STATE,
@@ -45,6 +44,7 @@ from pipeline.enrollments import (
     CourseEnrollmentTask,
     EnrollmentStateMixin,
 )
+from pipeline.result_store import Column, Database, DatabaseError, TableSpec, settings_from
 
 log = logging.getLogger(__name__)
 

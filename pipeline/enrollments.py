@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator
 import luigi
 from luigi.date_interval import Custom
 
-from pipeline import fs
 from pipeline.common import (
     EngineMixin,
     EventLogSelectionMixin,
@@ -27,8 +26,9 @@ from pipeline.common import (
     UrlTarget,
     WarehouseMixin,
 )
-from pipeline.extraction import ACTIVATED, DEACTIVATED, MODE_CHANGED, extract_file
-from pipeline.sorting import sorted_rows
+from pipeline.core import fs
+from pipeline.core.extraction import ACTIVATED, DEACTIVATED, MODE_CHANGED, extract_file
+from pipeline.core.sorting import sorted_rows
 
 WAREHOUSE_EVENTS = "course_enrollment_events"
 WAREHOUSE_STATE = "course_enrollment"

@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 import luigi
 from luigi.date_interval import Custom
 
-from pipeline import events, fs
 from pipeline.common import (
     EngineMixin,
     EventLogSelectionMixin,
@@ -33,7 +32,8 @@ from pipeline.common import (
     UrlTarget,
     WarehouseMixin,
 )
-from pipeline.extraction import count_file
+from pipeline.core import events, fs
+from pipeline.core.extraction import count_file
 
 PART_FILE = "part-00000"
 SUCCESS_MARKER = "_SUCCESS"

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline import fs, selection
+from pipeline.core import fs, selection
 from pipeline_config.fields import NonEmptyStr
 
 TEMPLATE_FILE = Path(__file__).with_name("override.cfg.template")

@@ -9,9 +9,10 @@ from prefect.cache_policies import NO_CACHE
 
 import pipeline.tasks  # noqa: F401  (registers the pipeline's task classes with luigi)
 from pipeline import errors
+from pipeline.errors import OperationFailed
 
 
-class PipelineTaskFailed(RuntimeError):
+class PipelineTaskFailed(OperationFailed):
     """A Luigi task of the pipeline failed; the message names the task and the cause.
 
     ``transient`` says whether every cause was an outage (see :mod:`pipeline.errors`), the only

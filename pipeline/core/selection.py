@@ -18,10 +18,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipeline import fs
+from pipeline.core import fs
+from pipeline.errors import InvalidInput, NotFound
 
 
-class SelectionError(ValueError):
+class SelectionError(InvalidInput):
     """A source or pattern that cannot be used, named in the message."""
 
 
@@ -132,7 +133,7 @@ class Selection:
         return self
 
 
-class MissingInputError(SelectionError):
+class MissingInputError(SelectionError, NotFound):
     """A source that does not exist, or an interval without any log file."""
 
 

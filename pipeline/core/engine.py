@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.selection import SelectedFile
+from pipeline.core.selection import SelectedFile
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _context():
     # forkserver: workers fork from a clean server process, not from a caller that may hold
     # threads and locks (Prefect, luigi's scheduler), yet start fast.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["pipeline.extraction"])
+    ctx.set_forkserver_preload(["pipeline.core.extraction"])
     return ctx
 
 

@@ -16,6 +16,7 @@ import luigi
 from pipeline import errors, report
 from pipeline.core import engine, fs, selection
 from pipeline.core.reader import DEFAULT_MAX_LINE_BYTES
+from pipeline.run import progress_listener
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,13 @@ class EngineMixin:
                 f"[map-reduce] engine {self.mapreduce_engine!r}: expected one of {engine.ENGINES}"
             )
 
+        run_listener = progress_listener()  # the flow's, when a PipelineRun is active
+
         def progress(state: engine.Progress) -> None:
             self.set_progress_percentage(round(100 * state.fraction))
             self.set_status_message(state.describe())
+            if run_listener is not None:
+                run_listener(state)
 
         return engine.map_files(mapper, files, self.processes or None, progress)
 

@@ -64,9 +64,6 @@ class Progress:
 
 ProgressCallback = Callable[[Progress], None]
 
-# Extra progress listeners for the whole process (the Prefect flow registers one).
-progress_listeners: list[ProgressCallback] = []
-
 
 def available_cores() -> int:
     try:
@@ -185,7 +182,7 @@ def map_files(
     """
     processes = processes or available_cores()
     order = sorted(range(len(files)), key=lambda i: files[i].size, reverse=True)
-    listeners = [cb for cb in (progress, *progress_listeners) if cb is not None]
+    listeners = [progress] if progress is not None else []
 
     if processes <= 1 or len(files) <= 1:
         positions = [0] * len(files)

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from pipeline.core import fs
 from pipeline.errors import InvalidInput, NotFound
 
+#: The pipeline's default patterns (``[event-logs] pattern`` of pipeline/defaults.cfg): daily
+#: rotated tracking logs, compressed or not.
+DEFAULT_PATTERNS = (r".*tracking.log-(?P<date>\d{8}).*\.gz", r".*tracking.log-(?P<date>\d{8})$")
+
 
 class SelectionError(InvalidInput):
     """A source or pattern that cannot be used, named in the message."""

@@ -35,9 +35,10 @@ from typing import IO
 import luigi
 
 from pipeline import config
-from pipeline.common import ReportingMixin, UrlTarget, WarehouseMixin
+from pipeline.common import ReportingMixin, WarehouseMixin
 from pipeline.core import fs
 from pipeline.errors import OperationFailed
+from pipeline.targets import UrlTarget
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,7 @@ class PullDiscoveryCourseRunsAPIData(CourseCatalogMixin, ReportingMixin, luigi.T
     def run(self):
         started = time.monotonic()
         # All or nothing: a failure on any page leaves no snapshot behind.
-        with fs.atomic_write(self.snapshot_url()) as out:
+        with self.output().writing() as out:
             if self.course_runs_file:
                 pages, records = 1, copy_course_runs(self.course_runs_file, out)
                 source = self.course_runs_file

@@ -14,7 +14,7 @@ import warnings
 import luigi
 
 from pipeline import errors, report
-from pipeline.core import engine, fs, selection
+from pipeline.core import engine, selection
 from pipeline.core.reader import DEFAULT_MAX_LINE_BYTES
 from pipeline.run import progress_listener
 
@@ -32,19 +32,6 @@ def _record_failure(task: luigi.Task, exception: BaseException) -> None:
     # Runs in the process that ran the task (a child with luigi --workers N): the report
     # directory carries the cause to launch-task's summary.
     report.record_failure(task.task_id, task.task_family, errors.describe(exception))
-
-
-class UrlTarget(luigi.Target):
-    """A file (local or s3://) that exists once its writer finished."""
-
-    def __init__(self, url: str):
-        self.url = fs.check_supported(url)
-
-    def exists(self) -> bool:
-        return fs.exists(self.url)
-
-    def __repr__(self) -> str:
-        return f"UrlTarget({self.url!r})"
 
 
 class EventLogSelectionMixin:

@@ -38,7 +38,6 @@ from pipeline.catalog import (
 from pipeline.common import ReportingMixin
 from pipeline.core import fs
 from pipeline.enrollments import (
-    PART_FILE,
     WAREHOUSE_STATE,
     CourseEnrollmentSummaryTask,
     CourseEnrollmentTask,
@@ -254,7 +253,7 @@ class EnrollmentTableLoad(EnrollmentStateMixin, ResultDatabaseMixin, ReportingMi
 
     @property
     def state_file(self) -> str:
-        return fs.join(self.table_dir(WAREHOUSE_STATE), PART_FILE)
+        return self.table_output(WAREHOUSE_STATE).part.url
 
     @property
     def last_date(self) -> str:

@@ -34,6 +34,12 @@ def _record_failure(task: luigi.Task, exception: BaseException) -> None:
     report.record_failure(task.task_id, task.task_family, errors.describe(exception))
 
 
+def configured(parameter_class, section: str, name: str, **options):
+    """A Luigi parameter that falls back to ``[section] name`` of the config chain: upstream's
+    place for it, which its sites' config files use."""
+    return parameter_class(config_path={"section": section, "name": name}, **options)
+
+
 class EventLogSelectionMixin:
     """Which tracking logs to read: upstream's ``[event-logs]`` section."""
 
@@ -86,27 +92,21 @@ class EventLogSelectionMixin:
 class EngineMixin:
     """How the work runs: upstream's ``[map-reduce]`` settings, on the local multi-core engine."""
 
-    mapreduce_engine = luigi.Parameter(
-        config_path={"section": "map-reduce", "name": "engine"},
-        default="local",
-        significant=False,
+    mapreduce_engine = configured(
+        luigi.Parameter, "map-reduce", "engine", default="local", significant=False,
         description="local (also accepted: hadoop, emu; all run on this machine's cores).",
-    )
+    )  # fmt: skip
     n_reduce_tasks = luigi.IntParameter(
         default=25, significant=False, description="Accepted for upstream compatibility; unused."
     )
-    processes = luigi.IntParameter(
-        config_path={"section": "local-engine", "name": "processes"},
-        default=0,
-        significant=False,
+    processes = configured(
+        luigi.IntParameter, "local-engine", "processes", default=0, significant=False,
         description="Worker processes for reading logs; 0 = every available core.",
-    )
-    max_line_bytes = luigi.IntParameter(
-        config_path={"section": "local-engine", "name": "max_line_bytes"},
-        default=DEFAULT_MAX_LINE_BYTES,
-        significant=False,
-        description="Longer lines are discarded and counted.",
-    )
+    )  # fmt: skip
+    max_line_bytes = configured(
+        luigi.IntParameter, "local-engine", "max_line_bytes", default=DEFAULT_MAX_LINE_BYTES,
+        significant=False, description="Longer lines are discarded and counted.",
+    )  # fmt: skip
 
     def mapper(self, function, files, **arguments):
         """``function`` bound to this task's reader settings, for :meth:`map_files`.

@@ -59,7 +59,7 @@ class LogSelection(BaseModel):
         "group selects files by date.",
     )
     expand_interval: NonEmptyStr = Field(
-        default="2 days", description="How far beyond the interval to look for its events."
+        "2 days", description="How far beyond the interval to look for its events."
     )
     allow_empty: bool = Field(
         default=False,

@@ -109,12 +109,11 @@ class CourseCatalogMixin(WarehouseMixin):
 
 
 class CourseCatalogSwitchMixin(CourseCatalogMixin):
-    enable_course_catalog = luigi.BoolParameter(
-        config_path={"section": "course-summary-enrollment", "name": "enable_course_catalog"},
-        default=False,
+    enable_course_catalog = configured(
+        luigi.BoolParameter, "course-summary-enrollment", "enable_course_catalog", default=False,
         description="Fill the catalog columns of course_meta_summary_enrollment from the "
         "discovery service (else NULL).",
-    )
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -40,32 +40,36 @@ def configured(parameter_class, section: str, name: str, **options):
     return parameter_class(config_path={"section": section, "name": name}, **options)
 
 
+def overwrite_n_days_parameter(description: str, significant: bool = True):
+    """Upstream's ``[enrollments] overwrite_n_days`` (default 3): the last days of an interval
+    read again from the raw logs, for events that arrive late."""
+    return configured(luigi.IntParameter, "enrollments", "overwrite_n_days", default=3,
+                      significant=significant, description=description)  # fmt: skip
+
+
 class EventLogSelectionMixin:
     """Which tracking logs to read: upstream's ``[event-logs]`` section."""
 
-    source = luigi.ListParameter(
-        config_path={"section": "event-logs", "name": "source"},
+    source = configured(
+        luigi.ListParameter, "event-logs", "source",
         description='Where tracking logs are, searched recursively: a JSON list, e.g. ["s3://b/logs/"].',
-    )
-    pattern = luigi.ListParameter(
-        config_path={"section": "event-logs", "name": "pattern"},
+    )  # fmt: skip
+    pattern = configured(
+        luigi.ListParameter, "event-logs", "pattern",
         description="Regular expressions matched against each file's full path (JSON list); "
         "a (?P<date>...) or (?P<timestamp>...) group selects by date.",
-    )
-    expand_interval = luigi.Parameter(
-        config_path={"section": "event-logs", "name": "expand_interval"},
-        default="2 days",
+    )  # fmt: skip
+    expand_interval = configured(
+        luigi.Parameter, "event-logs", "expand_interval", default="2 days",
         description="How far outside the interval to look for files holding its events.",
-    )
+    )  # fmt: skip
     date_pattern = luigi.Parameter(
         default="%Y%m%d", description="strptime format of the pattern's date group."
     )
-    allow_empty = luigi.BoolParameter(
-        config_path={"section": "event-logs", "name": "allow_empty"},
-        default=False,
-        significant=False,
+    allow_empty = configured(
+        luigi.BoolParameter, "event-logs", "allow_empty", default=False, significant=False,
         description="Accept an interval for which no log file is selected (else an error).",
-    )
+    )  # fmt: skip
 
     #: the last selection made (its skipped entries go into the run's record)
     input_selection: selection.Selection | None = None
@@ -138,10 +142,10 @@ class EngineMixin:
 
 
 class WarehouseMixin:
-    warehouse_path = luigi.Parameter(
-        config_path={"section": "hive", "name": "warehouse_path"},
+    warehouse_path = configured(
+        luigi.Parameter, "hive", "warehouse_path",
         description="Root of the intermediate tables (local path or s3://).",
-    )
+    )  # fmt: skip
 
 
 class ReportingMixin:

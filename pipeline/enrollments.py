@@ -19,7 +19,13 @@ from collections.abc import Iterable, Iterator
 import luigi
 from luigi.date_interval import Custom
 
-from pipeline.common import EngineMixin, EventLogSelectionMixin, ReportingMixin, WarehouseMixin
+from pipeline.common import (
+    EngineMixin,
+    EventLogSelectionMixin,
+    ReportingMixin,
+    WarehouseMixin,
+    overwrite_n_days_parameter,
+)
 from pipeline.core import fs
 from pipeline.core.extraction import ACTIVATED, DEACTIVATED, MODE_CHANGED, extract_file
 from pipeline.core.sorting import sorted_rows
@@ -104,10 +110,8 @@ class EnrollmentStateMixin(EventLogSelectionMixin, EngineMixin, WarehouseMixin, 
     last ``overwrite_n_days`` days extracted again from the raw logs."""
 
     interval = luigi.DateIntervalParameter(description="Days the state covers; state as of date_b.")
-    overwrite_n_days = luigi.IntParameter(
-        config_path={"section": "enrollments", "name": "overwrite_n_days"},
-        default=3,
-        description="Days at the end of the interval to extract again from the raw logs.",
+    overwrite_n_days = overwrite_n_days_parameter(
+        "Days at the end of the interval to extract again from the raw logs."
     )
 
     def refresh_window(self):

@@ -25,7 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 import luigi
 from luigi.date_interval import Custom
 
-from pipeline.common import EngineMixin, EventLogSelectionMixin, ReportingMixin, WarehouseMixin
+from pipeline.common import (
+    EngineMixin,
+    EventLogSelectionMixin,
+    ReportingMixin,
+    WarehouseMixin,
+    overwrite_n_days_parameter,
+)
 from pipeline.core import events, fs
 from pipeline.core.extraction import count_file
 from pipeline.targets import PART_FILE, PartFileOutput, UrlTarget
@@ -210,12 +216,10 @@ class TotalEventsReportWorkflow(EventCountingMixin, WarehouseMixin, TotalEventsR
     """
 
     interval = luigi.DateIntervalParameter(description="Dates to count.")
-    overwrite_n_days = luigi.IntParameter(
-        config_path={"section": "enrollments", "name": "overwrite_n_days"},
-        default=3,
+    overwrite_n_days = overwrite_n_days_parameter(
+        "Days at the end of the interval read again from the raw logs, for events that arrive "
+        "late.",
         significant=False,
-        description="Days at the end of the interval read again from the raw logs, for "
-        "events that arrive late.",
     )
 
     def output(self):

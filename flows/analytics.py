@@ -21,8 +21,6 @@ import argparse
 import contextlib
 import datetime as dt
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from luigi.parameter import DateIntervalParameter
@@ -35,15 +33,15 @@ from prefect.artifacts import (
 )
 from pydantic import BaseModel, Field
 
-from pipeline import config, engine, fs, report
-from pipeline.database import Database, settings_from
+from pipeline import config, report
+from pipeline.core import engine, fs, selection
 from pipeline.enrollment_loads import ImportEnrollmentsIntoMysql
+from pipeline.result_store import Database, settings_from
+from pipeline.run import PipelineRun
 from pipeline.total_events import WAREHOUSE_COUNTS, TotalEventsReportWorkflow, read_report
 from pipeline_config.fields import NonEmptyStr
 from tasks.parameters import fill_from_deployment
 from tasks.pipeline import run_pipeline_task
-
-DEFAULT_PATTERNS = [r".*tracking.log-(?P<date>\d{8}).*\.gz", r".*tracking.log-(?P<date>\d{8})$"]
 
 
 class LogSelection(BaseModel):
@@ -55,13 +53,13 @@ class LogSelection(BaseModel):
         description="Directories or s3:// prefixes, searched recursively.",
     )
     patterns: list[NonEmptyStr] = Field(
-        default=DEFAULT_PATTERNS,
+        default=list(selection.DEFAULT_PATTERNS),
         min_length=1,
         description="Regular expressions on full paths; a `(?P<date>...)` "
         "group selects files by date.",
     )
     expand_interval: NonEmptyStr = Field(
-        default="2 days", description="How far beyond the interval to look for its events."
+        "2 days", description="How far beyond the interval to look for its events."
     )
     allow_empty: bool = Field(
         default=False,
@@ -140,7 +138,7 @@ def catalog_settings(catalog: CourseCatalog) -> dict[str, dict[str, str]]:
 def default_interval(today: dt.date | None = None) -> str:
     """From the configured ``[enrollments] interval_start`` up to and including yesterday."""
     today = today or dt.datetime.now(dt.UTC).date()
-    start = config.get("enrollments", "interval_start", "2013-11-01")
+    start = config.load().get("enrollments", "interval_start", "") or "2013-11-01"
     return f"{start}-{today.isoformat()}"
 
 
@@ -225,58 +223,51 @@ def analytics_import(
     for source in logs.sources:
         fs.check_supported(source)
 
-    report_dir = tempfile.mkdtemp(prefix="pipeline-report-")
-    previous = os.environ.get(report.ENV_VAR)
-    os.environ[report.ENV_VAR] = report_dir
     progress_id = create_progress_artifact(progress=0.0, description="Tracking logs read")
-    listener = progress_reporter(progress_id)
-    engine.progress_listeners.append(listener)
-    try:
-        with database_settings(outputs) as databases:
-            config.configure(
-                overrides={
-                    "event-logs": {"expand_interval": logs.expand_interval},
-                    "hive": {"warehouse_path": outputs.warehouse},
-                    "local-engine": {"processes": str(processes)},
-                    **databases,
-                    **catalog_settings(course_catalog),
-                }
-            )
-            selection = {
-                "source": logs.sources,
-                "pattern": logs.patterns,
-                "allow_empty": logs.allow_empty,
-                "overwrite_n_days": overwrite_n_days,
-            }
-            counts = fs.join(outputs.report_dir, "total_events_counts") + "/"
-            csv_report = fs.join(outputs.report_dir, "total_events.csv")
-            run_step = run_pipeline_task.with_options(
-                retries=retries, retry_delay_seconds=retry_delay_seconds
-            )
+    log_selection = {
+        "source": logs.sources,
+        "pattern": logs.patterns,
+        "allow_empty": logs.allow_empty,
+        "overwrite_n_days": overwrite_n_days,
+    }
+    counts = fs.join(outputs.report_dir, "total_events_counts") + "/"
+    csv_report = fs.join(outputs.report_dir, "total_events.csv")
+    run_step = run_pipeline_task.with_options(
+        retries=retries, retry_delay_seconds=retry_delay_seconds
+    )
+    with database_settings(outputs) as databases:
+        overrides = {
+            "event-logs": {"expand_interval": logs.expand_interval},
+            "hive": {"warehouse_path": outputs.warehouse},
+            "local-engine": {"processes": str(processes)},
+            **databases,
+            **catalog_settings(course_catalog),
+        }
+        with PipelineRun(overrides, progress=progress_reporter(progress_id)) as run:
             run_step(
-                TotalEventsReportWorkflow(
-                    interval=parsed, counts=counts, report=csv_report, **selection
-                )
+                run,
+                run.task(
+                    TotalEventsReportWorkflow,
+                    interval=parsed,
+                    counts=counts,
+                    report=csv_report,
+                    **log_selection,
+                ),
             )
             if import_enrollments:
-                run_step(ImportEnrollmentsIntoMysql(interval=parsed, **selection))
+                run_step(
+                    run, run.task(ImportEnrollmentsIntoMysql, interval=parsed, **log_selection)
+                )
             enrollments = (
                 enrollments_per_course(databases["database-export"], parsed)
                 if import_enrollments
                 else []
             )
-        update_progress_artifact(progress_id, progress=100.0)
-        records = report.collect(report_dir)
-        summary = publish(interval_text, csv_report, outputs, records, enrollments, counts)
-        logger.info("analytics-import done: %s events, report at %s", summary["events"], csv_report)
-        return summary
-    finally:
-        engine.progress_listeners.remove(listener)
-        shutil.rmtree(report_dir, ignore_errors=True)
-        if previous is None:
-            os.environ.pop(report.ENV_VAR, None)
-        else:
-            os.environ[report.ENV_VAR] = previous
+            update_progress_artifact(progress_id, progress=100.0)
+            records = run.records()
+    summary = publish(interval_text, csv_report, outputs, records, enrollments, counts)
+    logger.info("analytics-import done: %s events, report at %s", summary["events"], csv_report)
+    return summary
 
 
 def enrollments_per_course(export: dict, interval) -> list[dict]:

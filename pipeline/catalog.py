@@ -34,8 +34,11 @@ from typing import IO
 
 import luigi
 
-from pipeline import config, fs
-from pipeline.common import ReportingMixin, UrlTarget, WarehouseMixin
+from pipeline import config
+from pipeline.common import ReportingMixin, WarehouseMixin, configured
+from pipeline.core import fs
+from pipeline.errors import OperationFailed
+from pipeline.targets import UrlTarget
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ FIELD_LENGTH = 255
 NO_CATALOG = (None, None, None, None, None, None)
 
 
-class CatalogError(Exception):
+class CatalogError(OperationFailed):
     """A catalog source that cannot be used, named in the message (never with a secret)."""
 
 
@@ -59,63 +62,58 @@ class SnapshotDateParameter(luigi.DateParameter):
         yield (dt.datetime.now(dt.UTC).date(), None)
 
 
+def _catalog_api(parameter_class, name: str, default, description: str, significant=True):
+    """A parameter of upstream's ``[course-catalog-api]`` section."""
+    return configured(parameter_class, "course-catalog-api", name, default=default,
+                      significant=significant, description=description)  # fmt: skip
+
+
 class CourseCatalogMixin(WarehouseMixin):
     """Where the catalog comes from: upstream's ``[course-catalog-api]`` section."""
 
     date = SnapshotDateParameter(
         description="Catalog snapshot date (partition dt=); default today, UTC."
     )
-    api_root_url = luigi.Parameter(
-        config_path={"section": "course-catalog-api", "name": "api_root_url"},
-        default="",
-        description="Discovery API root, e.g. https://discovery.example.com/api/v1/.",
+    api_root_url = _catalog_api(
+        luigi.Parameter, "api_root_url", "",
+        "Discovery API root, e.g. https://discovery.example.com/api/v1/.",
+    )  # fmt: skip
+    api_page_size = _catalog_api(
+        luigi.IntParameter, "page_size", 100, "Course runs requested per page.", significant=False
     )
-    api_page_size = luigi.IntParameter(
-        config_path={"section": "course-catalog-api", "name": "page_size"},
-        default=100,
+    partner_short_codes = _catalog_api(
+        luigi.ListParameter, "partner_short_codes", [],
+        "Partners to fetch course runs for (JSON list); empty = one unfiltered pass.",
+    )  # fmt: skip
+    partner_api_urls = _catalog_api(
+        luigi.ListParameter, "partner_api_urls", [],
+        "API root per partner, in the order of partner_short_codes (JSON list).",
+    )  # fmt: skip
+    course_runs_file = _catalog_api(
+        luigi.Parameter, "course_runs_file", "",
+        "A local or s3:// file of course-run records, one JSON object per line; used instead of "
+        "the API when set.",
+    )  # fmt: skip
+    api_timeout = _catalog_api(
+        luigi.FloatParameter, "timeout", 60.0, "Seconds to wait for each HTTP response.",
         significant=False,
-        description="Course runs requested per page.",
-    )
-    partner_short_codes = luigi.ListParameter(
-        config_path={"section": "course-catalog-api", "name": "partner_short_codes"},
-        default=[],
-        description="Partners to fetch course runs for (JSON list); empty = one unfiltered pass.",
-    )
-    partner_api_urls = luigi.ListParameter(
-        config_path={"section": "course-catalog-api", "name": "partner_api_urls"},
-        default=[],
-        description="API root per partner, in the order of partner_short_codes (JSON list).",
-    )
-    course_runs_file = luigi.Parameter(
-        config_path={"section": "course-catalog-api", "name": "course_runs_file"},
-        default="",
-        description="A local or s3:// file of course-run records, one JSON object per line; "
-        "used instead of the API when set.",
-    )
-    api_timeout = luigi.FloatParameter(
-        config_path={"section": "course-catalog-api", "name": "timeout"},
-        default=60.0,
+    )  # fmt: skip
+    api_retries = _catalog_api(
+        luigi.IntParameter, "retries", 3,
+        "Retries of a request that timed out, failed to connect or got 408/429/5xx.",
         significant=False,
-        description="Seconds to wait for each HTTP response.",
-    )
-    api_retries = luigi.IntParameter(
-        config_path={"section": "course-catalog-api", "name": "retries"},
-        default=3,
-        significant=False,
-        description="Retries of a request that timed out, failed to connect or got 408/429/5xx.",
-    )
+    )  # fmt: skip
 
     def snapshot_url(self) -> str:
         return fs.join(self.warehouse_path, RAW_TABLE, f"dt={self.date.isoformat()}", RAW_FILE)
 
 
 class CourseCatalogSwitchMixin(CourseCatalogMixin):
-    enable_course_catalog = luigi.BoolParameter(
-        config_path={"section": "course-summary-enrollment", "name": "enable_course_catalog"},
-        default=False,
+    enable_course_catalog = configured(
+        luigi.BoolParameter, "course-summary-enrollment", "enable_course_catalog", default=False,
         description="Fill the catalog columns of course_meta_summary_enrollment from the "
         "discovery service (else NULL).",
-    )
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -204,13 +202,8 @@ class DiscoveryClient:
                     time.sleep(retry_in)
                     continue
                 raise CatalogError(f"{request.method} {url}: {reason}") from None
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise CatalogError(f"{request.method} {url}: the response is not JSON") from None
-        if not isinstance(data, dict):
-            raise CatalogError(f"{request.method} {url}: expected a JSON object")
-        return data
+        where = f"{request.method} {url}"
+        return _json_object(body, where, "the response is not JSON", "a JSON object")
 
     def _authorization(self) -> dict[str, str]:
         if self.credentials is None:
@@ -319,13 +312,20 @@ def _json_lines(url: str) -> Iterator[dict | None]:
         if not line.strip():
             yield None
             continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            raise CatalogError(f"{url}, line {number}: not valid JSON") from None
-        if not isinstance(value, dict):
-            raise CatalogError(f"{url}, line {number}: expected a JSON object (a course run)")
-        yield value
+        yield _json_object(
+            line, f"{url}, line {number}", "not valid JSON", "a JSON object (a course run)"
+        )
+
+
+def _json_object(text, where: str, not_json: str, expected: str) -> dict:
+    """``text`` as a JSON object; a :class:`CatalogError` beginning with ``where`` if not."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise CatalogError(f"{where}: {not_json}") from None
+    if not isinstance(value, dict):
+        raise CatalogError(f"{where}: expected {expected}")
+    return value
 
 
 class PullDiscoveryCourseRunsAPIData(CourseCatalogMixin, ReportingMixin, luigi.Task):
@@ -337,7 +337,7 @@ class PullDiscoveryCourseRunsAPIData(CourseCatalogMixin, ReportingMixin, luigi.T
     def run(self):
         started = time.monotonic()
         # All or nothing: a failure on any page leaves no snapshot behind.
-        with fs.atomic_write(self.snapshot_url()) as out:
+        with self.output().writing() as out:
             if self.course_runs_file:
                 pages, records = 1, copy_course_runs(self.course_runs_file, out)
                 source = self.course_runs_file

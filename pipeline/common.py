@@ -13,8 +13,10 @@ import warnings
 
 import luigi
 
-from pipeline import engine, errors, fs, report, selection
-from pipeline.reader import DEFAULT_MAX_LINE_BYTES
+from pipeline import errors, report
+from pipeline.core import engine, selection
+from pipeline.core.reader import DEFAULT_MAX_LINE_BYTES
+from pipeline.run import progress_listener
 
 log = logging.getLogger(__name__)
 
@@ -32,45 +34,42 @@ def _record_failure(task: luigi.Task, exception: BaseException) -> None:
     report.record_failure(task.task_id, task.task_family, errors.describe(exception))
 
 
-class UrlTarget(luigi.Target):
-    """A file (local or s3://) that exists once its writer finished."""
+def configured(parameter_class, section: str, name: str, **options):
+    """A Luigi parameter that falls back to ``[section] name`` of the config chain: upstream's
+    place for it, which its sites' config files use."""
+    return parameter_class(config_path={"section": section, "name": name}, **options)
 
-    def __init__(self, url: str):
-        self.url = fs.check_supported(url)
 
-    def exists(self) -> bool:
-        return fs.exists(self.url)
-
-    def __repr__(self) -> str:
-        return f"UrlTarget({self.url!r})"
+def overwrite_n_days_parameter(description: str, significant: bool = True):
+    """Upstream's ``[enrollments] overwrite_n_days`` (default 3): the last days of an interval
+    read again from the raw logs, for events that arrive late."""
+    return configured(luigi.IntParameter, "enrollments", "overwrite_n_days", default=3,
+                      significant=significant, description=description)  # fmt: skip
 
 
 class EventLogSelectionMixin:
     """Which tracking logs to read: upstream's ``[event-logs]`` section."""
 
-    source = luigi.ListParameter(
-        config_path={"section": "event-logs", "name": "source"},
+    source = configured(
+        luigi.ListParameter, "event-logs", "source",
         description='Where tracking logs are, searched recursively: a JSON list, e.g. ["s3://b/logs/"].',
-    )
-    pattern = luigi.ListParameter(
-        config_path={"section": "event-logs", "name": "pattern"},
+    )  # fmt: skip
+    pattern = configured(
+        luigi.ListParameter, "event-logs", "pattern",
         description="Regular expressions matched against each file's full path (JSON list); "
         "a (?P<date>...) or (?P<timestamp>...) group selects by date.",
-    )
-    expand_interval = luigi.Parameter(
-        config_path={"section": "event-logs", "name": "expand_interval"},
-        default="2 days",
+    )  # fmt: skip
+    expand_interval = configured(
+        luigi.Parameter, "event-logs", "expand_interval", default="2 days",
         description="How far outside the interval to look for files holding its events.",
-    )
+    )  # fmt: skip
     date_pattern = luigi.Parameter(
         default="%Y%m%d", description="strptime format of the pattern's date group."
     )
-    allow_empty = luigi.BoolParameter(
-        config_path={"section": "event-logs", "name": "allow_empty"},
-        default=False,
-        significant=False,
+    allow_empty = configured(
+        luigi.BoolParameter, "event-logs", "allow_empty", default=False, significant=False,
         description="Accept an interval for which no log file is selected (else an error).",
-    )
+    )  # fmt: skip
 
     #: the last selection made (its skipped entries go into the run's record)
     input_selection: selection.Selection | None = None
@@ -97,27 +96,21 @@ class EventLogSelectionMixin:
 class EngineMixin:
     """How the work runs: upstream's ``[map-reduce]`` settings, on the local multi-core engine."""
 
-    mapreduce_engine = luigi.Parameter(
-        config_path={"section": "map-reduce", "name": "engine"},
-        default="local",
-        significant=False,
+    mapreduce_engine = configured(
+        luigi.Parameter, "map-reduce", "engine", default="local", significant=False,
         description="local (also accepted: hadoop, emu; all run on this machine's cores).",
-    )
+    )  # fmt: skip
     n_reduce_tasks = luigi.IntParameter(
         default=25, significant=False, description="Accepted for upstream compatibility; unused."
     )
-    processes = luigi.IntParameter(
-        config_path={"section": "local-engine", "name": "processes"},
-        default=0,
-        significant=False,
+    processes = configured(
+        luigi.IntParameter, "local-engine", "processes", default=0, significant=False,
         description="Worker processes for reading logs; 0 = every available core.",
-    )
-    max_line_bytes = luigi.IntParameter(
-        config_path={"section": "local-engine", "name": "max_line_bytes"},
-        default=DEFAULT_MAX_LINE_BYTES,
-        significant=False,
-        description="Longer lines are discarded and counted.",
-    )
+    )  # fmt: skip
+    max_line_bytes = configured(
+        luigi.IntParameter, "local-engine", "max_line_bytes", default=DEFAULT_MAX_LINE_BYTES,
+        significant=False, description="Longer lines are discarded and counted.",
+    )  # fmt: skip
 
     def mapper(self, function, files, **arguments):
         """``function`` bound to this task's reader settings, for :meth:`map_files`.
@@ -137,18 +130,22 @@ class EngineMixin:
                 f"[map-reduce] engine {self.mapreduce_engine!r}: expected one of {engine.ENGINES}"
             )
 
+        run_listener = progress_listener()  # the flow's, when a PipelineRun is active
+
         def progress(state: engine.Progress) -> None:
             self.set_progress_percentage(round(100 * state.fraction))
             self.set_status_message(state.describe())
+            if run_listener is not None:
+                run_listener(state)
 
         return engine.map_files(mapper, files, self.processes or None, progress)
 
 
 class WarehouseMixin:
-    warehouse_path = luigi.Parameter(
-        config_path={"section": "hive", "name": "warehouse_path"},
+    warehouse_path = configured(
+        luigi.Parameter, "hive", "warehouse_path",
         description="Root of the intermediate tables (local path or s3://).",
-    )
+    )  # fmt: skip
 
 
 class ReportingMixin:

@@ -29,22 +29,21 @@ from collections.abc import Iterable, Iterator
 
 import luigi
 
-from pipeline import fs
 from pipeline.catalog import (
     NO_CATALOG,
     CourseCatalogSwitchMixin,
     PullDiscoveryCourseRunsAPIData,
     read_catalog,
 )
-from pipeline.common import ReportingMixin
-from pipeline.database import Column, Database, DatabaseError, TableSpec, settings_from
+from pipeline.common import ReportingMixin, configured
+from pipeline.core import fs
 from pipeline.enrollments import (
-    PART_FILE,
     WAREHOUSE_STATE,
     CourseEnrollmentSummaryTask,
     CourseEnrollmentTask,
     EnrollmentStateMixin,
 )
+from pipeline.result_store import Column, Database, DatabaseError, TableSpec, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -196,28 +195,26 @@ def meta_summary(
     return out
 
 
+def database_parameters(section: str, what: str, server: str):
+    """Upstream's ``[section] database`` and ``credentials`` (a database, and how to reach
+    it), as two Luigi parameters."""
+    database = configured(
+        luigi.Parameter, section, "database",
+        description=f"{what} name (or SQLite file when no credentials).",
+    )  # fmt: skip
+    credentials = configured(
+        luigi.Parameter, section, "credentials", default="", significant=False,
+        description=f"JSON credentials file for {server}; empty = SQLite.",
+    )  # fmt: skip
+    return database, credentials
+
+
 class ResultDatabaseMixin:
     """``[database-export]``: where the tables go; ``[database-import]``: the LMS, read only."""
 
-    database = luigi.Parameter(
-        config_path={"section": "database-export", "name": "database"},
-        description="Result database name (or SQLite file when no credentials).",
-    )
-    credentials = luigi.Parameter(
-        config_path={"section": "database-export", "name": "credentials"},
-        default="",
-        significant=False,
-        description="JSON credentials file for MySQL; empty = SQLite.",
-    )
-    import_database = luigi.Parameter(
-        config_path={"section": "database-import", "name": "database"},
-        description="LMS database name (or SQLite file when no credentials).",
-    )
-    import_credentials = luigi.Parameter(
-        config_path={"section": "database-import", "name": "credentials"},
-        default="",
-        significant=False,
-        description="JSON credentials file for the LMS MySQL; empty = SQLite.",
+    database, credentials = database_parameters("database-export", "Result database", "MySQL")
+    import_database, import_credentials = database_parameters(
+        "database-import", "LMS database", "the LMS MySQL"
     )
 
     def result_database(self) -> Database:
@@ -254,7 +251,7 @@ class EnrollmentTableLoad(EnrollmentStateMixin, ResultDatabaseMixin, ReportingMi
 
     @property
     def state_file(self) -> str:
-        return fs.join(self.table_dir(WAREHOUSE_STATE), PART_FILE)
+        return self.table_output(WAREHOUSE_STATE).part.url
 
     @property
     def last_date(self) -> str:

@@ -19,22 +19,21 @@ from collections.abc import Iterable, Iterator
 import luigi
 from luigi.date_interval import Custom
 
-from pipeline import fs
 from pipeline.common import (
     EngineMixin,
     EventLogSelectionMixin,
     ReportingMixin,
-    UrlTarget,
     WarehouseMixin,
+    overwrite_n_days_parameter,
 )
-from pipeline.extraction import ACTIVATED, DEACTIVATED, MODE_CHANGED, extract_file
-from pipeline.sorting import sorted_rows
+from pipeline.core import fs
+from pipeline.core.extraction import ACTIVATED, DEACTIVATED, MODE_CHANGED, extract_file
+from pipeline.core.sorting import sorted_rows
+from pipeline.targets import PartFileOutput, UrlTarget
 
 WAREHOUSE_EVENTS = "course_enrollment_events"
 WAREHOUSE_STATE = "course_enrollment"
 WAREHOUSE_SUMMARY = "course_enrollment_summary"
-PART_FILE = "part-00000"
-SUCCESS_MARKER = "_SUCCESS"
 NULL = "\\N"
 
 
@@ -87,8 +86,8 @@ class CourseEnrollmentEventsTask(
             for date, rows in result.value.items():
                 by_date[date].extend(rows)
         # Nothing is written until every file was read: a bad file leaves the old days intact.
-        for date in dates:
-            with fs.atomic_write(day_file(self.warehouse_path, date)) as out:
+        for date, target in zip(dates, self.output(), strict=True):
+            with target.writing() as out:
                 for row in sorted(by_date[date]):
                     out.write("\t".join(row) + "\n")
         self._ran = True
@@ -111,10 +110,8 @@ class EnrollmentStateMixin(EventLogSelectionMixin, EngineMixin, WarehouseMixin, 
     last ``overwrite_n_days`` days extracted again from the raw logs."""
 
     interval = luigi.DateIntervalParameter(description="Days the state covers; state as of date_b.")
-    overwrite_n_days = luigi.IntParameter(
-        config_path={"section": "enrollments", "name": "overwrite_n_days"},
-        default=3,
-        description="Days at the end of the interval to extract again from the raw logs.",
+    overwrite_n_days = overwrite_n_days_parameter(
+        "Days at the end of the interval to extract again from the raw logs."
     )
 
     def refresh_window(self):
@@ -142,18 +139,33 @@ class EnrollmentStateMixin(EventLogSelectionMixin, EngineMixin, WarehouseMixin, 
         for key, group in itertools.groupby(rows, key=lambda row: (row[0], row[1])):
             yield key, list(group)
 
-    def table_dir(self, table: str) -> str:
-        return fs.join(self.warehouse_path, table, f"dt={self.interval.date_b.isoformat()}")
+    def table_output(self, table: str) -> PartFileOutput:
+        """``{warehouse}/<table>/dt={date_b}/``: part-00000 and _SUCCESS."""
+        date_b = self.interval.date_b.isoformat()
+        return PartFileOutput(fs.join(self.warehouse_path, table, f"dt={date_b}"))
 
-    def write_table(self, table: str, rows: Iterable[tuple]) -> int:
+
+class EnrollmentStateTable(EnrollmentStateMixin, luigi.Task):
+    """A table computed from each (course, user)'s sorted events, into the warehouse."""
+
+    table: str  # the warehouse table written
+
+    def group_rows(self, group: list[tuple], date_b: dt.date) -> Iterable[tuple]:
+        """The table's rows for one (course, user)'s events."""
+        raise NotImplementedError
+
+    def output(self):
+        return self.table_output(self.table)
+
+    def run(self):
+        started = time.monotonic()
         count = 0
-        with fs.atomic_write(fs.join(self.table_dir(table), PART_FILE)) as out:
-            for row in rows:
-                out.write("\t".join(map(str, row)) + "\n")
-                count += 1
-        with fs.atomic_write(fs.join(self.table_dir(table), SUCCESS_MARKER)) as marker:
-            marker.write("")
-        return count
+        with self.output().writing() as out:
+            for _key, group in self.grouped_events():
+                for row in self.group_rows(group, self.interval.date_b):
+                    out.write("\t".join(map(str, row)) + "\n")
+                    count += 1
+        self.record_run(started, len(self.existing_day_files()), 0, {}, rows=count)
 
 
 def daily_states(group: list[tuple], date_b: dt.date) -> Iterator[tuple]:
@@ -226,28 +238,19 @@ def _datetime(stamp: str | None) -> str:
     return NULL if stamp is None else stamp.replace("T", " ", 1)
 
 
-class CourseEnrollmentTask(EnrollmentStateMixin, luigi.Task):
+class CourseEnrollmentTask(EnrollmentStateTable):
     """Daily enrollment state per course and user.
 
     Columns: date, course_id, user_id, at_end (0/1), change (-1/0/1), mode.
     """
 
-    def output(self):
-        return UrlTarget(fs.join(self.table_dir(WAREHOUSE_STATE), SUCCESS_MARKER))
+    table = WAREHOUSE_STATE
 
-    def run(self):
-        started = time.monotonic()
-        date_b = self.interval.date_b
-
-        def rows():
-            for _key, group in self.grouped_events():
-                yield from daily_states(group, date_b)
-
-        count = self.write_table(WAREHOUSE_STATE, rows())
-        self.record_run(started, len(self.existing_day_files()), 0, {}, rows=count)
+    def group_rows(self, group, date_b):
+        return daily_states(group, date_b)
 
 
-class CourseEnrollmentSummaryTask(EnrollmentStateMixin, luigi.Task):
+class CourseEnrollmentSummaryTask(EnrollmentStateTable):
     """Per course and user: first enrollment, last unenrollment, current mode and activity.
 
     Columns: course_id, user_id, current_enrollment_mode, current_enrollment_is_active,
@@ -255,18 +258,8 @@ class CourseEnrollmentSummaryTask(EnrollmentStateMixin, luigi.Task):
     first_verified_enrollment_time, first_credit_enrollment_time, end_time (NULL = \\N).
     """
 
-    def output(self):
-        return UrlTarget(fs.join(self.table_dir(WAREHOUSE_SUMMARY), SUCCESS_MARKER))
+    table = WAREHOUSE_SUMMARY
 
-    def run(self):
-        started = time.monotonic()
-        date_b = self.interval.date_b
-
-        def rows():
-            for _key, group in self.grouped_events():
-                row = summary_row(group, date_b)
-                if row is not None:
-                    yield row
-
-        count = self.write_table(WAREHOUSE_SUMMARY, rows())
-        self.record_run(started, len(self.existing_day_files()), 0, {}, rows=count)
+    def group_rows(self, group, date_b):
+        row = summary_row(group, date_b)
+        return () if row is None else (row,)

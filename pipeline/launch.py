@@ -19,6 +19,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from pipeline import config, report
+from pipeline.errors import InvalidInput
 
 if TYPE_CHECKING:
     import luigi
@@ -55,7 +56,7 @@ def split_additional_config(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline import engine
+    from pipeline.core import engine
 
     engine.warm_up()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-class UsageError(ValueError):
+class UsageError(InvalidInput):
     """A command-line argument that cannot be used; the message names it and its value."""
 
 

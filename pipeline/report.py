@@ -1,22 +1,38 @@
 """What each task read and discarded, gathered for the end of a run.
 
 Tasks may run in other processes (luigi ``--workers``), so each task writes its record as a
-JSON file into the run's report directory (``$PIPELINE_REPORT_DIR``), set by ``launch-task`` and
-by the Prefect flow; :func:`collect` reads them back.
+JSON file into the run's report directory; :func:`collect` reads them back. The directory is the
+one bound to the current context (:func:`records_into`, by :class:`pipeline.run.PipelineRun`),
+else ``$PIPELINE_REPORT_DIR`` (set by ``launch-task`` for its process, or by whoever starts it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 ENV_VAR = "PIPELINE_REPORT_DIR"
 
+_bound: contextvars.ContextVar[str | None] = contextvars.ContextVar("report_dir", default=None)
+
+
+@contextlib.contextmanager
+def records_into(path: str | os.PathLike) -> Iterator[None]:
+    """Records made inside this block, in this context only, go into ``path``."""
+    token = _bound.set(os.fspath(path))
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
 
 def record(task_id: str, data: dict, suffix: str = ".json") -> None:
-    directory = os.environ.get(ENV_VAR)
+    directory = _bound.get() or os.environ.get(ENV_VAR)
     if not directory:
         return
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", task_id)[:200] + suffix

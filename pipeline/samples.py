@@ -63,6 +63,19 @@ def _block(course: str, kind: str) -> str:
     return f"block-v1:{course.split(':')[-1]}+type@{kind}+block@{os.urandom(8).hex()}"
 
 
+def _visitor(rng, user, referer: str, language: str) -> dict:
+    """The fields a browser's request puts first in every event it causes."""
+    return {
+        "username": f"learner{user}",
+        "session": os.urandom(16).hex(),
+        "ip": _ip(rng),
+        "agent": AGENT,
+        "host": "lms.example.org",
+        "referer": referer,
+        "accept_language": language,
+    }
+
+
 def _browser_event(rng, when, user, course):
     name = rng.choice(
         [
@@ -91,13 +104,7 @@ def _browser_event(rng, when, user, course):
         }
     page = f"https://lms.example.org/courses/{course}/courseware/{os.urandom(6).hex()}/"
     return {
-        "username": f"learner{user}",
-        "session": os.urandom(16).hex(),
-        "ip": _ip(rng),
-        "agent": AGENT,
-        "host": "lms.example.org",
-        "referer": page,
-        "accept_language": "en-US,en;q=0.9",
+        **_visitor(rng, user, page, "en-US,en;q=0.9"),
         "event": json.dumps(data),
         "event_source": "browser",
         "event_type": name,
@@ -113,13 +120,7 @@ def _server_event(rng, when, user, course):
         f"/courses/{course}/xblock/{_block(course, 'problem')}/handler/xmodule_handler/problem_get"
     )
     return {
-        "username": f"learner{user}",
-        "session": os.urandom(16).hex(),
-        "ip": _ip(rng),
-        "agent": AGENT,
-        "host": "lms.example.org",
-        "referer": "https://lms.example.org/dashboard",
-        "accept_language": "en-US,en;q=0.9",
+        **_visitor(rng, user, "https://lms.example.org/dashboard", "en-US,en;q=0.9"),
         "event": {"GET": {}, "POST": {}},
         "event_source": "server",
         "event_type": path,
@@ -133,13 +134,7 @@ def _problem_check(rng, when, user, course):
     problem = _block(course, "problem")
     answers = {f"{problem}_2_{i}": f"choice_{rng.randint(0, 3)}" for i in range(1, 4)}
     return {
-        "username": f"learner{user}",
-        "session": os.urandom(16).hex(),
-        "ip": _ip(rng),
-        "agent": AGENT,
-        "host": "lms.example.org",
-        "referer": "https://lms.example.org/",
-        "accept_language": "en",
+        **_visitor(rng, user, "https://lms.example.org/", "en"),
         "event_source": "server",
         "event_type": "problem_check",
         "time": when,

@@ -25,18 +25,17 @@ from concurrent.futures import ThreadPoolExecutor
 import luigi
 from luigi.date_interval import Custom
 
-from pipeline import events, fs
 from pipeline.common import (
     EngineMixin,
     EventLogSelectionMixin,
     ReportingMixin,
-    UrlTarget,
     WarehouseMixin,
+    overwrite_n_days_parameter,
 )
-from pipeline.extraction import count_file
+from pipeline.core import events, fs
+from pipeline.core.extraction import count_file
+from pipeline.targets import PART_FILE, PartFileOutput, UrlTarget
 
-PART_FILE = "part-00000"
-SUCCESS_MARKER = "_SUCCESS"
 WAREHOUSE_COUNTS = "total_events_daily"
 # Partition files are tiny: on S3 reading and writing them is all round trips, so several at
 # a time (a first run from a distant interval_start writes thousands).
@@ -67,25 +66,6 @@ def interval_text(interval) -> str:
     return f"{interval.date_a.isoformat()}-{interval.date_b.isoformat()}"
 
 
-class IntervalMarker(luigi.Target):
-    """A ``_SUCCESS`` file that names the interval its directory's outputs are for.
-
-    It exists, for Luigi, only when it names this interval: outputs of another interval at the
-    same place (yesterday's, with a fixed output directory) do not make this one complete.
-    """
-
-    def __init__(self, url: str, interval):
-        self.url = fs.check_supported(url)
-        self.interval = interval_text(interval)
-
-    def exists(self) -> bool:
-        return fs.exists(self.url) and fs.read_text(self.url).strip() == self.interval
-
-    def write(self) -> None:
-        with fs.atomic_write(self.url) as marker:
-            marker.write(self.interval + "\n")
-
-
 class EventCountingMixin(EventLogSelectionMixin, EngineMixin, ReportingMixin):
     """Counting the events of an interval's days from the raw logs, on every core."""
 
@@ -96,17 +76,16 @@ class EventCountingMixin(EventLogSelectionMixin, EngineMixin, ReportingMixin):
         mapper = self.mapper(count_file, files)
         return merge_counts(self.map_files(mapper, files), interval)
 
+    def record_counts(self, started: float, files: int, lines: int, discards, per_day, **extra):
+        """The run's record, with the events it counted per day."""
+        self.record_run(started, files, lines, discards, **extra, events=sum(per_day.values()),
+                        events_per_day=dict(sorted(per_day.items())))  # fmt: skip
 
-def write_counts(output_root: str, totals: dict[str, int]) -> None:
-    """``<output_root>/part-00000`` with ``date<TAB>count`` lines by date, replacing any part
-    files there (ours, or an upstream Hadoop run's: the report would sum them all)."""
-    for url, _ in fs.list_files(output_root):
-        name = url.rsplit("/", 1)[-1]
-        if name.startswith("part-") and name != PART_FILE:
-            fs.remove(url)
-    with fs.atomic_write(fs.join(output_root, PART_FILE)) as out:
-        for date in sorted(totals):
-            out.write(f"{date}\t{totals[date]}\n")
+
+def write_counts(out, totals: dict[str, int]) -> None:
+    """``date<TAB>count`` lines, by date (the format of ``part-00000``)."""
+    for date in sorted(totals):
+        out.write(f"{date}\t{totals[date]}\n")
 
 
 class TotalEventsDailyTask(EventCountingMixin, luigi.Task):
@@ -125,23 +104,14 @@ class TotalEventsDailyTask(EventCountingMixin, luigi.Task):
     )
 
     def output(self):
-        return IntervalMarker(fs.join(self.output_root, SUCCESS_MARKER), self.interval)
+        return PartFileOutput(self.output_root, interval_text(self.interval))
 
     def run(self):
         started = time.monotonic()
         totals, discards, lines, nfiles = self.count_events(self.interval)
-        marker = self.output()
-        fs.remove(marker.url)  # the directory changes: complete again only once rewritten
-        write_counts(self.output_root, totals)
-        marker.write()
-        self.record_run(
-            started,
-            nfiles,
-            lines,
-            discards,
-            events=sum(totals.values()),
-            events_per_day=dict(sorted(totals.items())),
-        )
+        with self.output().writing() as out:
+            write_counts(out, totals)
+        self.record_counts(started, nfiles, lines, discards, totals)
 
 
 def read_counts(counts: str) -> dict[str, int]:
@@ -179,15 +149,12 @@ def parse_counts(url: str, text: str) -> dict[str, int]:
     return totals
 
 
-def write_report(url: str, totals: dict[str, int]) -> None:
+def write_report(out, totals: dict[str, int]) -> None:
     """The CSV report ``date,event_count``, newest date first."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["date", "event_count"])
     for date in sorted(totals, reverse=True):
         writer.writerow([date, totals[date]])
-    with fs.atomic_write(url) as out:
-        out.write(buffer.getvalue())
 
 
 def read_report(url: str) -> dict[str, int]:
@@ -215,7 +182,9 @@ class TotalEventsReport(luigi.Task):
         return self.counts
 
     def run(self):
-        write_report(self.report, read_counts(self.counts_location()))
+        totals = read_counts(self.counts_location())
+        with self.output().writing() as out:
+            write_report(out, totals)
 
 
 def day_partition(warehouse: str, date: str) -> str:
@@ -247,18 +216,16 @@ class TotalEventsReportWorkflow(EventCountingMixin, WarehouseMixin, TotalEventsR
     """
 
     interval = luigi.DateIntervalParameter(description="Dates to count.")
-    overwrite_n_days = luigi.IntParameter(
-        config_path={"section": "enrollments", "name": "overwrite_n_days"},
-        default=3,
+    overwrite_n_days = overwrite_n_days_parameter(
+        "Days at the end of the interval read again from the raw logs, for events that arrive "
+        "late.",
         significant=False,
-        description="Days at the end of the interval read again from the raw logs, for "
-        "events that arrive late.",
     )
 
     def output(self):
         return [
             UrlTarget(self.report),
-            IntervalMarker(fs.join(self.counts_location(), SUCCESS_MARKER), self.interval),
+            PartFileOutput(self.counts_location(), interval_text(self.interval)),
         ]
 
     def counts_location(self) -> str:
@@ -290,27 +257,21 @@ class TotalEventsReportWorkflow(EventCountingMixin, WarehouseMixin, TotalEventsR
             # Only after every file was read: a failure leaves the old partitions intact.
             write_partitions(self.warehouse_path, window, totals)
         per_day = read_partitions(list_day_partitions(self.warehouse_path), self.interval)
-        report, marker = self.output()
-        fs.remove(marker.url)  # outputs change: not complete until all are rewritten
-        write_counts(self.counts_location(), per_day)
-        write_report(self.report, per_day)
-        marker.write()
-        self.record_run(
-            started,
-            nfiles,
-            lines,
-            discards,
-            extracted=interval_text(window) if window else None,
-            events=sum(per_day.values()),
-            events_per_day=dict(sorted(per_day.items())),
-        )
+        report, counts = self.output()
+        # The counts' marker vouches for the report too: both are rewritten before it.
+        with counts.writing() as out:
+            write_counts(out, per_day)
+            with report.writing() as csv_out:
+                write_report(csv_out, per_day)
+        extracted = interval_text(window) if window else None
+        self.record_counts(started, nfiles, lines, discards, per_day, extracted=extracted)
 
 
 def write_partitions(warehouse: str, interval, totals: dict[str, int]) -> None:
     """One partition per day of ``interval`` (empty without events), each written atomically."""
 
     def write(day: str) -> None:
-        with fs.atomic_write(day_partition(warehouse, day)) as out:
+        with UrlTarget(day_partition(warehouse, day)).writing() as out:
             if totals.get(day):
                 out.write(f"{day}\t{totals[day]}\n")
 

@@ -33,13 +33,13 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline import fs, selection
+from pipeline.core import fs, selection
 from pipeline_config.fields import NonEmptyStr
 
 TEMPLATE_FILE = Path(__file__).with_name("override.cfg.template")
 
 #: The pipeline's own default patterns (pipeline/defaults.cfg): daily rotated tracking logs.
-DEFAULT_PATTERNS = (r".*tracking.log-(?P<date>\d{8}).*\.gz", r".*tracking.log-(?P<date>\d{8})$")
+DEFAULT_PATTERNS = selection.DEFAULT_PATTERNS
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -147,3 +147,79 @@ def test_course_catalog_from_the_discovery_api_with_an_oauth_block(site, discove
     assert titled and all(
         r[1:] == (f"Course {r[0]}", "2016-01-15 00:00:00", "self_paced") for r in titled
     )
+
+
+RESULT_TABLES = (
+    "course_enrollment_daily",
+    "course_enrollment_mode_daily",
+    "course_enrollment_gender_daily",
+    "course_enrollment_birth_year_daily",
+    "course_enrollment_education_level_daily",
+    "course_meta_summary_enrollment",
+)
+# Two runs that differ in everything the run object owns: config (warehouse, result database,
+# processes), records (lines read), the interval; each into outputs of its own.
+RUNS = {
+    "wide": {"interval": "2016-03-01-2016-03-03", "processes": 0},
+    "narrow": {"interval": "2016-03-02-2016-03-03", "processes": 1, "overwrite_n_days": 1},
+}
+
+
+def _outputs(name: str) -> Outputs:
+    return Outputs(
+        warehouse=f"{name}/warehouse/",
+        report_dir=f"{name}/reports/",
+        sqlite_database=f"{name}-results.sqlite",
+    )
+
+
+def _results(site, name: str, summary: dict) -> dict:
+    """What a run produced: its summary (records included), reports and result tables."""
+    kept = ("events", "events_per_day", "enrollments", "lines_read", "discards")
+    produced = {key: summary[key] for key in kept}
+    reports = site / name / "reports"
+    produced["csv"] = (reports / "total_events.csv").read_text()
+    produced["counts"] = (reports / "total_events_counts" / "part-00000").read_text()
+    produced["warehouse"] = sorted(
+        str(path.relative_to(site / name)) for path in (site / name / "warehouse").rglob("*")
+    )
+    connection = sqlite3.connect(site / f"{name}-results.sqlite")
+    for table in RESULT_TABLES:
+        columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+        chosen = ", ".join(f'"{c}"' for c in columns if c not in ("id", "created"))
+        rows = connection.execute(f"SELECT {chosen} FROM {table}").fetchall()
+        produced[table] = sorted(rows, key=repr)  # NULLs (None) do not compare with values
+    connection.close()
+    return produced
+
+
+def test_two_runs_at_once_in_one_process_give_what_they_give_one_after_the_other(site):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(len(RUNS))
+    windows = {}
+
+    def run(name: str, parameters: dict) -> dict:
+        start.wait()
+        began = time.monotonic()
+        summary = analytics_import(outputs=_outputs(name), **parameters)
+        windows[name] = (began, time.monotonic())
+        return summary
+
+    with ThreadPoolExecutor(len(RUNS)) as pool:
+        futures = {name: pool.submit(run, name, p) for name, p in RUNS.items()}
+        together = {name: _results(site, name, f.result()) for name, f in futures.items()}
+    (a_start, a_end), (b_start, b_end) = windows.values()
+    assert a_start < b_end and b_start < a_end, "the two runs overlapped in time"
+
+    alone = {}
+    for name, parameters in RUNS.items():
+        summary = analytics_import(outputs=_outputs(f"{name}-alone"), **parameters)
+        alone[name] = _results(site, f"{name}-alone", summary)
+
+    assert together["wide"] != together["narrow"]  # different runs: any crosstalk would show
+    assert together["wide"]["events"] > together["narrow"]["events"] > 0
+    for name in RUNS:
+        assert together[name] == alone[name], name

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from pipeline import enrollments
-from pipeline import extraction as e
+from pipeline.core import extraction as e
 
 DATES = frozenset(["2014-08-01", "2014-08-02"])
 

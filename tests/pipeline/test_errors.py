@@ -7,10 +7,10 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from pipeline import errors
-from pipeline.database import DatabaseError
-from pipeline.fs import StorageError
-from pipeline.reader import InputFileError
-from pipeline.selection import MissingInputError, SelectionError
+from pipeline.core.fs import StorageError
+from pipeline.core.reader import InputFileError
+from pipeline.core.selection import MissingInputError, SelectionError
+from pipeline.result_store import DatabaseError
 
 
 def raised_from(outer: Exception, cause: Exception) -> Exception:

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from pipeline import events
+from pipeline.core import events
 from pipeline.samples import SampleSpec, generate_logs
 
 EDGE_CASES = [

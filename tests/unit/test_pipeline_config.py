@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 import pipeline_config.render
 from pipeline import config
-from pipeline.engine import ENGINES
+from pipeline.core.engine import ENGINES
 from pipeline.enrollment_loads import ImportEnrollmentsIntoMysql
 from pipeline_config.render import OverrideSettings, render_override_cfg
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import re
 
-from pipeline import events
-from pipeline.engine import FileResult
-from pipeline.reader import LINE_TOO_LONG, iter_blocks
+from pipeline.core import events
+from pipeline.core.engine import FileResult
+from pipeline.core.reader import LINE_TOO_LONG, iter_blocks
 
 ACTIVATED = "edx.course.enrollment.activated"
 DEACTIVATED = "edx.course.enrollment.deactivated"
 MODE_CHANGED = "edx.course.enrollment.mode_changed"
 ENROLLMENT_EVENT_TYPES = frozenset((ACTIVATED, DEACTIVATED, MODE_CHANGED))
 
-# Discard reasons of enrollment extraction (besides those of pipeline.events).
+# Discard reasons of enrollment extraction (besides those of pipeline.core.events).
 MISSING_EVENT_TYPE = "missing event type"
 NOT_ENROLLMENT = "not an enrollment event"
 NO_EVENT_DATA = "no event data"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline import events
+from pipeline.core import events
 
 
 def count(lines):

@@ -12,7 +12,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from pipeline import fs
+from pipeline.core import fs
+from pipeline.errors import InvalidInput
 
 try:  # igzip decompresses 5-10x faster than zlib; identical results
     from isal import igzip as _gzip
@@ -28,7 +29,7 @@ DEFAULT_MAX_LINE_BYTES = 16 << 20
 LINE_TOO_LONG = "line too long"
 
 
-class InputFileError(Exception):
+class InputFileError(InvalidInput):
     """A tracking log that cannot be read to its end (corrupt or truncated gzip, I/O error)."""
 
     def __init__(self, url: str, reason: str):

@@ -15,10 +15,12 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, BinaryIO
 
+from pipeline.errors import OperationFailed
+
 S3_PREFIX = "s3://"
 
 
-class StorageError(Exception):
+class StorageError(OperationFailed):
     """A location that cannot be read or written, with the location in the message."""
 
 

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from pipeline import engine
-from pipeline.extraction import count_file
-from pipeline.reader import InputFileError
-from pipeline.selection import SelectedFile
+from pipeline.core import engine
+from pipeline.core.extraction import count_file
+from pipeline.core.reader import InputFileError
+from pipeline.core.selection import SelectedFile
 
 
 def write_log(path, lines):

@@ -19,14 +19,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline import fs
+from pipeline.core import fs
+from pipeline.errors import OperationFailed
 
 MARKER_TABLE = "table_updates"
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 INSERT_BATCH = 5000
 
 
-class DatabaseError(Exception):
+class DatabaseError(OperationFailed):
     """A database that cannot be reached or used; never includes the password."""
 
 

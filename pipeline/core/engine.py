@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.selection import SelectedFile
+from pipeline.core.selection import SelectedFile
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,6 @@ class Progress:
 
 ProgressCallback = Callable[[Progress], None]
 
-# Extra progress listeners for the whole process (the Prefect flow registers one).
-progress_listeners: list[ProgressCallback] = []
-
 
 def available_cores() -> int:
     try:
@@ -79,7 +76,7 @@ def _context():
     # forkserver: workers fork from a clean server process, not from a caller that may hold
     # threads and locks (Prefect, luigi's scheduler), yet start fast.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["pipeline.extraction"])
+    ctx.set_forkserver_preload(["pipeline.core.extraction"])
     return ctx
 
 
@@ -185,7 +182,7 @@ def map_files(
     """
     processes = processes or available_cores()
     order = sorted(range(len(files)), key=lambda i: files[i].size, reverse=True)
-    listeners = [cb for cb in (progress, *progress_listeners) if cb is not None]
+    listeners = [progress] if progress is not None else []
 
     if processes <= 1 or len(files) <= 1:
         positions = [0] * len(files)

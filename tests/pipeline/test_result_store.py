@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from pipeline.database import (
+from pipeline.result_store import (
     Column,
     Database,
     DatabaseError,

@@ -4,7 +4,7 @@ import gzip
 
 import pytest
 
-from pipeline import reader
+from pipeline.core import reader
 
 
 @pytest.fixture(params=[False, True], ids=["inline", "decompress-thread"])

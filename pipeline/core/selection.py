@@ -18,10 +18,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipeline import fs
+from pipeline.core import fs
+from pipeline.errors import InvalidInput, NotFound
+
+#: The pipeline's default patterns (``[event-logs] pattern`` of pipeline/defaults.cfg): daily
+#: rotated tracking logs, compressed or not.
+DEFAULT_PATTERNS = (r".*tracking.log-(?P<date>\d{8}).*\.gz", r".*tracking.log-(?P<date>\d{8})$")
 
 
-class SelectionError(ValueError):
+class SelectionError(InvalidInput):
     """A source or pattern that cannot be used, named in the message."""
 
 
@@ -132,7 +137,7 @@ class Selection:
         return self
 
 
-class MissingInputError(SelectionError):
+class MissingInputError(SelectionError, NotFound):
     """A source that does not exist, or an interval without any log file."""
 
 

@@ -5,7 +5,7 @@ import gzip
 
 import pytest
 
-from pipeline import selection
+from pipeline.core import selection
 
 GZ = r".*tracking.log-(?P<date>\d{8}).*\.gz"
 

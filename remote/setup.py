@@ -232,8 +232,8 @@ def ensure_venv(
         else:
             if not (PROJECT_ROOT / "pyproject.toml").is_file():
                 raise InvalidInput(
-                    f"no project source at {PROJECT_ROOT} (installed from a wheel?): install "
-                    "edx-ops-flows from a checkout, or install a git repository and branch"
+                    f"no project source at {PROJECT_ROOT}: run from a checkout of edx-ops-flows, "
+                    "or install a git repository and branch (source: git)"
                 )
             wanted = f"project {project_digest()}"
         marker = posixpath.join(venv, MARKER)

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 RULES = [
     (("tasks", "domain", "remote", "blocks", "pipeline_config"), ("flows",), "flows are the top"),
     (("domain", "remote", "pipeline_config"), ("prefect", "prefect_aws"), "Prefect-free"),
-    (("domain",), ("openstack", "tasks", "blocks"), "domain logic is pure"),
+    (("domain",), ("openstack", "paramiko", "remote", "tasks", "blocks"), "domain logic is pure"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""`remote-task` end to end: the console script installed in this venv, run as a subprocess
+"""`remote-task` end to end: `scripts/remote-task` of this checkout, run as a subprocess
 against the bed's sshd the way Jenkins jobs and the seed run it.
 
 The node, its logs and the install options come from test_remote_pipeline's `node` fixture, so

@@ -124,7 +124,7 @@ def server_environment(site: OrchestratorSite) -> dict[str, str]:
         "PREFECT_HOME": site.prefect_home,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # the UI's pages call the API where the server really listens
-        "PREFECT_UI_API_URL": site.api_url,
+        "PREFECT_SERVER_UI_API_URL": site.api_url,
     }
 
 

@@ -1,0 +1,394 @@
+"""Installing the orchestrator on the deploy node: PostgreSQL as Prefect's database, the Prefect
+server and one worker per work pool as systemd services, then the work pools, the global
+concurrency limits and `prefect deploy --all` from the checkout. Prefect-free: it installs
+Prefect's own server, so it drives Prefect through its command line on the node.
+
+Every step looks first and changes only what differs, returning a `StepResult` (`ok` or
+`changed`, as `remote.setup` does for the analytics node); a second run is all `ok`. The steps
+run on a `Target`: the machine itself (`LocalTarget`) or the deploy node over SSH (an
+`SshSession`, host key verified), as root. Two phases: `system` (packages, database, the
+root-only EnvironmentFile with the connection URL, units, services) and `prefect` (what needs
+the running server); `all` runs both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import secrets
+import shlex
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Annotated, Literal, Protocol
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+
+from domain.orchestrator_units import (
+    OrchestratorSite,
+    client_environment,
+    database_url,
+    read_environment_file,
+    render_units,
+    server_environment_file,
+)
+from pipeline.errors import InvalidInput, OperationFailed
+from pipeline_config.fields import NonEmptyStr
+from remote.setup import StepResult
+from remote.ssh import CommandResult, check
+
+Phase = Literal["all", "system", "prefect"]
+_SQL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+#: Sources whose change changes what `prefect deploy --all` registers (schemas, entrypoints).
+DEPLOYED_SOURCES = ("prefect.yaml", "flows", "tasks", "blocks", "domain", "pipeline_config")
+DEPLOY_MARKER = "edx-ops-flows-deployed"
+
+
+class Target(Protocol):
+    """Where the steps run: an `SshSession`, or `LocalTarget` on the machine itself."""
+
+    host: str
+
+    def run(
+        self, command: str, *, timeout: float | None = None, expect_success: bool = True
+    ) -> CommandResult: ...
+
+    def read_file(self, path: str) -> bytes | None: ...
+
+    def write_file(self, path: str, data: bytes, mode: int) -> None: ...
+
+
+class LocalTarget:
+    """The machine itself: commands through `bash -c`, files written atomically."""
+
+    host = "localhost"
+
+    def __init__(self, command_timeout: float = 600) -> None:
+        self.command_timeout = command_timeout
+
+    def run(
+        self, command: str, *, timeout: float | None = None, expect_success: bool = True
+    ) -> CommandResult:
+        started = time.monotonic()
+        done = subprocess.run(
+            ["bash", "-c", command], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=timeout or self.command_timeout,
+        )  # fmt: skip
+        result = CommandResult(self.host, command, done.returncode, done.stdout, done.stderr,
+                               time.monotonic() - started)  # fmt: skip
+        return check(result) if expect_success else result
+
+    def read_file(self, path: str) -> bytes | None:
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def write_file(self, path: str, data: bytes, mode: int) -> None:
+        temporary = f"{path}.{os.getpid()}.tmp"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+
+
+class PrefectDatabase(BaseModel):
+    """Prefect's PostgreSQL database on the deploy node (Debian's `postgresql`)."""
+
+    name: NonEmptyStr = Field(default="prefect", description="Database name.")
+    role: NonEmptyStr = Field(default="prefect", description="Role Prefect logs in as.")
+    host: NonEmptyStr = Field(default="127.0.0.1", description="Address Prefect connects to.")
+    port: int = Field(default=5432, ge=1, le=65535, description="PostgreSQL's port.")
+    superuser: NonEmptyStr = Field(
+        default="postgres", description="System user whose `psql` administers the cluster."
+    )
+    socket_dir: NonEmptyStr | None = Field(
+        default=None, description="Unix socket directory of the cluster; default psql's own."
+    )
+
+    @field_validator("name", "role")
+    @classmethod
+    def _sql_name(cls, value: str) -> str:
+        if not _SQL_NAME.fullmatch(value):
+            raise ValueError(f"{value!r}: use lowercase letters, digits and '_'")
+        return value
+
+
+class OrchestratorInstall(BaseModel):
+    """Everything the install command needs: the site and how its node is set up."""
+
+    site: OrchestratorSite = Field(description="Where and as whom the services run.")
+    database: PrefectDatabase = Field(
+        default_factory=PrefectDatabase, description="Prefect's PostgreSQL database."
+    )
+    unit_dir: NonEmptyStr = Field(
+        default="/etc/systemd/system", description="Where the unit files are written."
+    )
+    services: Literal["systemd", "none"] = Field(
+        default="systemd",
+        description="systemd: enable and (re)start the units; none: the services are run "
+        "by something else and must be running for the prefect phase.",
+    )
+    install_packages: bool = Field(
+        default=True, description="Install Debian's postgresql when it is missing."
+    )
+    concurrency_limits: dict[NonEmptyStr, Annotated[int, Field(ge=1)]] = Field(
+        default={"backup-backend1": 1},
+        description="Global concurrency limits (name -> slots), e.g. one `backup-<node>` per "
+        "backed-up node.",
+    )
+    server_timeout_seconds: float = Field(
+        default=180, gt=0, description="How long the server may take to answer after a start."
+    )
+
+
+def _quote_all(words: list[str]) -> str:
+    return " ".join(shlex.quote(word) for word in words)
+
+
+class Installer:
+    """The steps of one install on one target; `run(phase)` returns their results."""
+
+    def __init__(
+        self, settings: OrchestratorInstall, target: Target, log: Callable[[str], None] = print
+    ) -> None:
+        self.settings, self.target, self.log = settings, target, log
+        self.site = settings.site
+        self.units = render_units(self.site)
+        self.changed_files: set[str] = set()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def result(self, step: str, changed: bool, detail: str) -> StepResult:
+        return StepResult(step, self.target.host, "changed" if changed else "ok", detail)
+
+    def psql_words(self) -> list[str]:
+        """`psql` as the cluster's superuser on its socket (peer authentication)."""
+        database = self.settings.database
+        words = ["runuser", "-u", database.superuser, "--", "psql", "-X", "-q", "-tA",
+                 "-v", "ON_ERROR_STOP=1", "-p", str(database.port), "-d", "postgres"]  # fmt: skip
+        return words + (["-h", database.socket_dir] if database.socket_dir else [])
+
+    def psql(self, sql: str) -> CommandResult:
+        """`sql` (no secrets: it shows on the command line) through `psql_words`."""
+        return self.target.run(_quote_all([*self.psql_words(), "-c", sql]))
+
+    def put(self, step: str, path: str, data: bytes, mode: int, owner: str) -> StepResult:
+        """`path` holds `data` with `mode` and `owner` (root-only files stay so from the start)."""
+        q = shlex.quote
+        self.target.run(f"mkdir -p {q(posixpath.dirname(path))}")
+        stat = self.target.run(f"stat -c '%a %U' {q(path)}", expect_success=False)
+        if self.target.read_file(path) == data and stat.stdout.split() == [f"{mode:o}", owner]:
+            return self.result(step, False, f"{path} up to date")
+        self.target.write_file(path, data, mode)
+        self.target.run(f"chown {q(owner)} {q(path)} && chmod {mode:o} {q(path)}")
+        self.changed_files.add(path)
+        return self.result(step, True, f"wrote {path} ({len(data)} bytes, mode {mode:o})")
+
+    def prefect(self, *args: str, expect_success: bool = True) -> CommandResult:
+        """The checkout's Prefect CLI as the site user, in the checkout, with the units' env."""
+        environment = [f"{key}={value}" for key, value in client_environment(self.site).items()]
+        command = (
+            f"cd {shlex.quote(self.site.checkout)} && "
+            + _quote_all(
+                [
+                    "runuser",
+                    "-u",
+                    self.site.user,
+                    "--",
+                    "env",
+                    *environment,
+                    "PREFECT_CLI_PROMPT=false",
+                    self.site.prefect,
+                    *args,
+                ]
+            )  # fmt: skip
+        )
+        return self.target.run(command, expect_success=expect_success)
+
+    # -- the system phase ----------------------------------------------------------------------
+
+    def packages(self) -> StepResult:
+        status = self.target.run("dpkg-query -W -f='${Status}' postgresql", expect_success=False)
+        if status.stdout.strip() == "install ok installed":
+            return self.result("debian packages", False, "postgresql installed")
+        if not self.settings.install_packages:
+            raise InvalidInput(
+                f"postgresql is not installed on {self.target.host} and install_packages is off"
+            )
+        self.target.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql")
+        return self.result("debian packages", True, "installed postgresql")
+
+    def current_password(self) -> str | None:
+        """The password in the EnvironmentFile, when there is one."""
+        text = self.target.read_file(self.site.environment_file)
+        if text is None:
+            return None
+        url = read_environment_file(text.decode()).get("PREFECT_API_DATABASE_CONNECTION_URL", "")
+        match = re.fullmatch(r"postgresql\+asyncpg://[^:]+:([^@]*)@.*", url)
+        return urllib.parse.unquote(match.group(1)) if match else None
+
+    def role(self) -> tuple[StepResult, str]:
+        database = self.settings.database
+        password = self.current_password()
+        exists = self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{database.role}'")
+        if exists.stdout.strip() == "1" and password is not None:
+            return self.result("database role", False, f"role {database.role}"), password
+        password = secrets.token_urlsafe(24)
+        verb = "ALTER" if exists.stdout.strip() == "1" else "CREATE"
+        # through a root-only file on stdin: the password never shows on a command line
+        sql_file = f"{self.site.environment_file}.sql"
+        self.target.run(f"mkdir -p {shlex.quote(posixpath.dirname(sql_file))}")
+        sql = f"{verb} ROLE {database.role} LOGIN PASSWORD '{password}';\n"
+        self.target.write_file(sql_file, sql.encode(), 0o600)
+        try:
+            self.target.run(f"{_quote_all(self.psql_words())} < {shlex.quote(sql_file)}")
+        finally:
+            self.target.run(f"rm -f {shlex.quote(sql_file)}")
+        return self.result("database role", True, f"{verb.lower()}d role {database.role}"), password
+
+    def database(self) -> StepResult:
+        database = self.settings.database
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database.name}'")
+        if exists.stdout.strip() == "1":
+            return self.result("database", False, f"database {database.name}")
+        self.psql(f"CREATE DATABASE {database.name} OWNER {database.role}")
+        return self.result("database", True, f"created database {database.name}")
+
+    def connection_url(self, password: str) -> StepResult:
+        database = self.settings.database
+        url = database_url(database.role, password, database.host, database.port, database.name)
+        return self.put("database connection", self.site.environment_file,
+                        server_environment_file(url).encode(), 0o600, "root")  # fmt: skip
+
+    def prefect_home(self) -> StepResult:
+        q = shlex.quote
+        home, user = self.site.prefect_home, self.site.user
+        owner = self.target.run(f"stat -c %U {q(home)}", expect_success=False).stdout.strip()
+        if owner == user:
+            return self.result("prefect home", False, home)
+        self.target.run(f"mkdir -p {q(home)} && chown {q(user)} {q(home)}")
+        return self.result("prefect home", True, f"{home} owned by {user}")
+
+    def unit_files(self) -> list[StepResult]:
+        return [
+            self.put(
+                f"unit {name}",
+                posixpath.join(self.settings.unit_dir, name),
+                text.encode(),
+                0o644,
+                "root",
+            )  # fmt: skip
+            for name, text in self.units.items()
+        ]
+
+    def systemd_services(self) -> list[StepResult]:
+        q = shlex.quote
+        if self.changed_files:
+            self.target.run("systemctl daemon-reload")
+        results = []
+        for name in self.units:
+            enabled = self.target.run(f"systemctl is-enabled {q(name)}", expect_success=False)
+            active = self.target.run(f"systemctl is-active {q(name)}", expect_success=False)
+            if enabled.stdout.strip() != "enabled" or active.stdout.strip() != "active":
+                self.target.run(f"systemctl enable --now {q(name)}")
+                results.append(self.result(f"service {name}", True, "enabled and started"))
+            elif self.changed_files:
+                self.target.run(f"systemctl restart {q(name)}")
+                results.append(self.result(f"service {name}", True, "restarted (new settings)"))
+            else:
+                results.append(self.result(f"service {name}", False, "enabled and active"))
+        return results
+
+    def system(self) -> list[StepResult]:
+        results = [self.packages()]
+        role, password = self.role()
+        results += [role, self.database(), self.connection_url(password), self.prefect_home()]
+        results += self.unit_files()
+        if self.settings.services == "systemd":
+            results += self.systemd_services()
+        return results
+
+    # -- the prefect phase ---------------------------------------------------------------------
+
+    def server_answers(self) -> StepResult:
+        timeout = int(self.settings.server_timeout_seconds)
+        status = self.prefect("server", "status", "--wait", "--timeout", str(timeout),
+                              expect_success=False)  # fmt: skip
+        if not status.ok:
+            raise OperationFailed(
+                f"the Prefect server at {self.site.api_url} did not answer within {timeout} s "
+                f"on {self.target.host}: {status.stdout.strip()[-500:]} (see `journalctl -u "
+                f"{self.site.server_unit}`)"
+            )
+        return self.result("server", False, f"{self.site.api_url} answers")
+
+    def work_pool(self, pool: str) -> StepResult:
+        if self.prefect("work-pool", "inspect", pool, expect_success=False).ok:
+            return self.result(f"work pool {pool}", False, "exists")
+        self.prefect("work-pool", "create", pool, "--type", "process")
+        return self.result(f"work pool {pool}", True, "created (process)")
+
+    def concurrency_limit(self, name: str, limit: int) -> StepResult:
+        step = f"concurrency limit {name}"
+        found = self.prefect("gcl", "inspect", name, "--output", "json", expect_success=False)
+        if not found.ok:
+            self.prefect("gcl", "create", name, "--limit", str(limit))
+            return self.result(step, True, f"created with {limit} slot(s)")
+        current = json.loads(found.stdout)
+        if current.get("limit") == limit and current.get("active", True):
+            return self.result(step, False, f"{limit} slot(s)")
+        self.prefect("gcl", "update", name, "--limit", str(limit), "--enable")
+        return self.result(step, True, f"set to {limit} slot(s), active")
+
+    def sources_digest(self) -> str:
+        """sha256 of what the deployments are made from, computed on the target's checkout."""
+        sources = _quote_all(list(DEPLOYED_SOURCES))
+        listing = self.target.run(
+            f"cd {shlex.quote(self.site.checkout)} && find {sources} -type f "
+            r"\( -name '*.py' -o -name '*.yaml' \) -not -path '*/__pycache__/*' | LC_ALL=C sort"
+            " | xargs sha256sum"
+        ).stdout
+        return hashlib.sha256(listing.encode()).hexdigest()
+
+    def deployments(self) -> StepResult:
+        text = self.target.read_file(posixpath.join(self.site.checkout, "prefect.yaml"))
+        if text is None:
+            raise InvalidInput(f"no prefect.yaml in {self.site.checkout} on {self.target.host}")
+        wanted = sorted(d["name"] for d in yaml.safe_load(text)["deployments"])
+        listed = json.loads(self.prefect("deployment", "ls", "--output", "json").stdout or "[]")
+        present = {deployment["name"] for deployment in listed}
+        marker = posixpath.join(self.site.prefect_home, DEPLOY_MARKER)
+        digest = f"{self.sources_digest()} {self.site.api_url}\n"
+        recorded = self.target.read_file(marker)
+        if set(wanted) <= present and recorded == digest.encode():
+            return self.result("deployments", False, f"{len(wanted)} up to date")
+        self.prefect("--no-prompt", "deploy", "--all")
+        self.target.write_file(marker, digest.encode(), 0o644)
+        return self.result("deployments", True, f"deployed {', '.join(wanted)}")
+
+    def prefect_phase(self) -> list[StepResult]:
+        results = [self.server_answers()]
+        results += [self.work_pool(pool) for pool in self.site.pools]
+        results += [
+            self.concurrency_limit(name, limit)
+            for name, limit in sorted(self.settings.concurrency_limits.items())
+        ]
+        results.append(self.deployments())
+        return results
+
+    def run(self, phase: Phase = "all") -> list[StepResult]:
+        results: list[StepResult] = []
+        for name, steps in (("system", self.system), ("prefect", self.prefect_phase)):
+            if phase in ("all", name):
+                for result in steps():
+                    self.log(f"{result.status:>7}  {result.step}: {result.detail}")
+                    results.append(result)
+        return results

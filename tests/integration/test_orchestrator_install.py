@@ -1,0 +1,284 @@
+"""The orchestrator as a service, end to end: a real PostgreSQL cluster (Debian's postgresql, a
+throwaway cluster), `install-orchestrator` (remote/orchestrator.py) setting up the database, the
+root-only EnvironmentFile and the units, the Prefect server and a worker per pool started with
+the command lines and environment of the rendered units (systemd cannot run here as PID 1), the
+pools, the limits and `prefect deploy --all`; a deployment run, then a "reboot": server and
+workers stopped and started again, after which the schedule still fires and the run history
+and blocks are intact. The idempotence check runs the command line over SSH (host key
+verified), and it must report every step `ok`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from domain.orchestrator_units import (
+    read_environment_file,
+    unit_command,
+    unit_environment,
+    unit_setting,
+)
+from pipeline.samples import SampleSpec, generate_lms_database, generate_logs
+from remote.orchestrator import Installer, LocalTarget, OrchestratorInstall
+from tests.bed.ports import free_port
+from tests.bed.postgresql import PostgresCluster, postgres_bin, timed_start
+from tests.bed.prefect_server import tail, terminate_process_tree
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOYMENT = "analytics-import/daily"
+SPEC = SampleSpec(days=2, servers=1, lines_per_file=500, users=50)
+RUN_TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    if postgres_bin() is None:
+        pytest.fail("no PostgreSQL: apt-get install -y postgresql (scripts/test does)")
+    cluster = PostgresCluster()
+    seconds = timed_start(cluster)
+    print(f"\nPostgreSQL cluster (initdb + start): {seconds:.1f} s")
+    yield cluster
+    cluster.remove()
+
+
+class UnitProcesses:
+    """The services as systemd would run them: ExecStart, User, WorkingDirectory, Environment
+    and EnvironmentFile of each rendered unit, output into one log file per unit."""
+
+    def __init__(self, units: dict[str, str], log_dir: Path) -> None:
+        self.units, self.log_dir = units, log_dir
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str) -> None:
+        unit = self.units[name]
+        assert unit_setting(unit, "User") == "root" and os.geteuid() == 0, "runs as the unit's User"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        environment.update(unit_environment(unit))
+        environment_file = unit_setting(unit, "EnvironmentFile")
+        if environment_file:
+            environment.update(read_environment_file(Path(environment_file).read_text()))
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                unit_command(unit, "bed"), cwd=unit_setting(unit, "WorkingDirectory"),
+                env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def stop_all(self) -> None:
+        """SIGTERM each service's processes (its flow runs too), as `systemctl stop` does."""
+        for name in list(self.processes):
+            terminate_process_tree(self.processes.pop(name))
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{tail(path, 40)}"
+                         for path in sorted(self.log_dir.glob("*.log")))  # fmt: skip
+
+
+def wait_for(what: str, condition, timeout: float, explain=lambda: ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s\n{explain()}")
+        time.sleep(1)
+
+
+def api(url: str):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class Client:
+        def __enter__(self):
+            self.settings = temporary_settings({PREFECT_API_URL: url})
+            self.settings.__enter__()
+            self.client = get_client(sync_client=True).__enter__()
+            return self.client
+
+        def __exit__(self, *exc_info):
+            self.client.__exit__(*exc_info)
+            self.settings.__exit__(*exc_info)
+
+    return Client()
+
+
+def statuses(output: str) -> list[tuple[str, str]]:
+    """(status, step) of each row `install-orchestrator` printed."""
+    rows = []
+    for line in output.splitlines():
+        status, _, rest = line.strip().partition("  ")
+        if status in ("ok", "changed"):
+            rows.append((status, rest.strip().split(":")[0]))
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
+    state = tmp_path / "node"
+    settings = OrchestratorInstall.model_validate({
+        "site": {
+            "user": "root", "checkout": str(REPO_ROOT), "prefect_home": str(state / "prefect"),
+            "port": free_port(), "environment_file": str(state / "etc/prefect-server.env"),
+            "worker_query_seconds": 2,
+        },
+        "database": {"port": postgres.port, "superuser": postgres.user,
+                     "socket_dir": str(postgres.socket_dir)},
+        "unit_dir": str(state / "systemd"),
+        "services": "none",
+        "install_packages": False,
+        "concurrency_limits": {"backup-backend1": 1},
+    })  # fmt: skip
+    site = settings.site
+    (tmp_path / "site.json").write_text(settings.model_dump_json())
+    lines: list[str] = []
+
+    # 1. the system phase: database, role, the root-only connection URL, the units
+    first = Installer(settings, LocalTarget(), log=lines.append).run("system")
+    changed = {r.step for r in first if r.status == "changed"}
+    assert {"database role", "database", "database connection", "prefect home"} <= changed, lines
+    assert {f"unit {name}" for name in Installer(settings, LocalTarget()).units} <= changed
+    environment_file = Path(site.environment_file)
+    info = environment_file.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, 0), "must be root-only"
+    url = read_environment_file(environment_file.read_text())["PREFECT_API_DATABASE_CONNECTION_URL"]
+    password = url.split(":")[2].split("@")[0]
+    units = {p.name: p.read_text() for p in Path(settings.unit_dir).glob("*.service")}
+    assert len(units) == 3 and not any(password in text for text in units.values())
+    assert postgres.psql("SELECT rolname FROM pg_roles WHERE rolname = 'prefect'") == "prefect\n"
+
+    services = UnitProcesses(units, tmp_path)
+    try:
+        # 2. the server from its unit's command line, on PostgreSQL; then the prefect phase
+        started = time.perf_counter()
+        services.start(site.server_unit)
+        check = Installer(settings, LocalTarget(), log=lines.append)
+        check.server_answers()
+        print(f"Prefect server on PostgreSQL, first start (migrations): "
+              f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+        second = Installer(settings, LocalTarget(), log=lines.append).run("all")
+        rows = {r.step: r.status for r in second}
+        assert all(
+            rows[s] == "ok"
+            for s in rows
+            if not s.startswith(("work pool", "concurrency", "deployments"))
+        ), lines
+        assert rows["work pool operations"] == rows["work pool analytics"] == "changed", lines
+        assert rows["concurrency limit backup-backend1"] == rows["deployments"] == "changed"
+
+        # 3. a second full run, over SSH with the command line (host key verified): all ok
+        known_hosts = ssh_host.write_known_hosts(tmp_path / "known_hosts")
+        install = [str(REPO_ROOT / "scripts/install-orchestrator"), "--settings",
+                   str(tmp_path / "site.json"), "--host", f"{ssh_host.address}:{ssh_host.port}",
+                   "--user", ssh_host.user, "--private-key", str(ssh_host.client_key)]  # fmt: skip
+        again = subprocess.run([*install, "--known-hosts", str(known_hosts)], capture_output=True,
+                               text=True, timeout=300)  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        rows = statuses(again.stdout)
+        assert len(rows) == len(second) and {s for s, _ in rows} == {"ok"}, again.stdout
+        refused = subprocess.run([*install, "--known-hosts", str(tmp_path / "none")],
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert refused.returncode == 1 and "is not in known_hosts" in refused.stderr, refused
+
+        # 4. the workers; a deployment run, a block, a short interval schedule
+        for pool in site.pools:
+            services.start(site.worker_unit(pool))
+        generate_logs(tmp_path / "logs", SPEC)
+        generate_lms_database(tmp_path / "edxapp.sqlite", SPEC)
+        parameters = {
+            "interval": "2016-03-01-2016-03-03",
+            "logs": {"sources": [f"{tmp_path / 'logs'}/"]},
+            "outputs": {"warehouse": f"{tmp_path / 'warehouse'}/",
+                        "report_dir": f"{tmp_path / 'reports'}/",
+                        "sqlite_database": str(tmp_path / "results.sqlite"),
+                        "lms_sqlite_database": str(tmp_path / "edxapp.sqlite")},
+        }  # fmt: skip
+        from prefect.blocks.system import Secret
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+        from prefect.client.schemas.schedules import IntervalSchedule
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with api(site.api_url) as client:
+            deployment = client.read_deployment_by_name(DEPLOYMENT)
+            run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+            run = wait_for("the deployment run", lambda: (
+                r if (r := client.read_flow_run(run.id)).state.is_final() else None
+            ), RUN_TIMEOUT, services.logs)  # fmt: skip
+            assert run.state.is_completed(), f"{run.state}\n{services.logs()}"
+            with temporary_settings({PREFECT_API_URL: site.api_url}):
+                Secret(value="kept across restarts").save("orchestrator-test", overwrite=True)
+            # its next run is due 45 s from now: none of it is in flight when the services stop
+            # (one would keep the deployment's concurrency slot); the one before is past
+            soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=45)
+            every_minute = IntervalSchedule(interval=dt.timedelta(seconds=60), anchor_date=soon)
+            client.create_deployment_schedules(
+                deployment.id, [(every_minute, True)], parameters=parameters
+            )
+            schedules_before = sorted(str(s.schedule) for s in
+                                      client.read_deployment(deployment.id).schedules)  # fmt: skip
+
+        # 5. the reboot: everything stops; runs the old scheduler made are gone with it
+        services.stop_all()
+        postgres.psql("DELETE FROM flow_run WHERE state_type = 'SCHEDULED'", "prefect")
+        restarted_at = dt.datetime.now(dt.UTC)
+        started = time.perf_counter()
+        services.start(site.server_unit)
+        check.server_answers()
+        print(f"Prefect server restart: {time.perf_counter() - started:.1f} s")
+        for pool in site.pools:
+            services.start(site.worker_unit(pool))
+
+        with api(site.api_url) as client:
+            # history, blocks, schedules, limits: all still there
+            assert client.read_flow_run(run.id).state.is_completed()
+            with temporary_settings({PREFECT_API_URL: site.api_url}):
+                secret = Secret.load("orchestrator-test")
+            assert secret.get() == "kept across restarts"
+            assert (
+                sorted(str(s.schedule) for s in client.read_deployment(deployment.id).schedules)
+                == schedules_before
+            )
+            assert client.read_global_concurrency_limit_by_name("backup-backend1").limit == 1
+            only_daily = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+
+            def fired_after_restart():
+                runs = client.read_flow_runs(deployment_filter=only_daily)
+                return [r for r in runs if r.auto_scheduled and r.created > restarted_at
+                        and r.state.is_completed()]  # fmt: skip
+
+            started = time.perf_counter()
+            fired = wait_for("a run the restarted scheduler made, completed", fired_after_restart,
+                             RUN_TIMEOUT, services.logs)  # fmt: skip
+            print(f"first scheduled run completed {time.perf_counter() - started:.1f} s "
+                  "after the restart")  # fmt: skip
+            assert fired[0].parameters["outputs"] == parameters["outputs"]
+            # the cron schedules prefect.yaml gives are scheduled again too
+            backup = client.read_deployment_by_name("backup-backend-node/nightly-backup")
+            upcoming = client.read_flow_runs(deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[backup.id])))  # fmt: skip
+            assert any(r.created > restarted_at and r.state.is_scheduled() for r in upcoming)
+            for schedule in client.read_deployment(deployment.id).schedules:
+                if "interval" in str(schedule.schedule):
+                    client.delete_deployment_schedule(deployment.id, schedule.id)
+    finally:
+        services.stop_all()
+    print("\n".join(lines))
+
+
+def test_install_orchestrator_refuses_bad_settings_naming_them(tmp_path):
+    settings = tmp_path / "site.json"
+    settings.write_text('{"site": {"user": "prefect", "checkout": "/opt/x", "host": "0.0.0.0"}}')
+    result = subprocess.run(
+        [str(REPO_ROOT / "scripts/install-orchestrator"), "--settings", str(settings)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result
+    assert "site.host" in result.stderr and "every interface" in result.stderr, result.stderr

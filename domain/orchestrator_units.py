@@ -2,10 +2,11 @@
 
 Pure logic (no Prefect, no I/O): `OrchestratorSite` holds what a site decides (the user, the
 checkout, the pools, where the server listens), `render_units` turns it into one unit for the
-Prefect server and one per work pool, and `server_environment_file` into the root-only
-EnvironmentFile that carries the database password, which therefore never appears in a unit
-(units are world-readable). `unit_command` and `unit_environment` read a rendered unit back, so
-that the installer's Prefect commands and the tests run exactly what the units run.
+Prefect server and one per work pool. The secrets (the database password, the API's basic-auth
+string) live in root-only EnvironmentFiles (`environment_file` renders them), never in a unit
+(units are world-readable): systemd reads them as root before it drops to the service's user.
+`unit_command` and `unit_environment` read a rendered unit back, so that the tests run
+exactly what the units run.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class OrchestratorSite(BaseModel):
         default="/etc/edx-ops-flows/prefect-server.env",
         description="Root-only (0600) file with PREFECT_API_DATABASE_CONNECTION_URL, read by "
         "systemd for the server unit.",
+    )
+    client_environment_file: AbsolutePath = Field(
+        default="/etc/edx-ops-flows/prefect-client.env",
+        description="Root-only (0600) file with PREFECT_API_AUTH_STRING, read by systemd for "
+        "the worker units.",
     )
     unit_prefix: NonEmptyStr = Field(
         default="edx-ops-prefect", description="Units are `<prefix>-server.service` and "
@@ -178,6 +184,7 @@ def render_units(site: OrchestratorSite) -> dict[str, str]:
             f"User={site.user}\n"
             f"WorkingDirectory={site.checkout}\n"
             f"{_environment_lines(environment)}\n"
+            f"EnvironmentFile={site.client_environment_file}\n"
             f"ExecStart={q(site.prefect)} worker start --pool {q(pool)} --name {q(pool)}-%H",
         )
     return units
@@ -189,15 +196,22 @@ def database_url(user: str, password: str, host: str, port: int, database: str) 
     return f"postgresql+asyncpg://{user}:{secret}@{host}:{port}/{database}"
 
 
-def server_environment_file(connection_url: str) -> str:
-    """The EnvironmentFile of the server unit (root-only: it holds the password)."""
-    if "\n" in connection_url or '"' in connection_url:
-        raise InvalidInput("the database connection URL must be one line without quotes")
-    return f'PREFECT_API_DATABASE_CONNECTION_URL="{connection_url}"\n'
+def environment_file(values: dict[str, str]) -> str:
+    """An EnvironmentFile (also valid shell, for `set -a; . FILE`) setting `values`.
+
+    Raises:
+        InvalidInput: naming the variable whose value has a newline, a quote, `$` or `\\`.
+    """
+    lines = []
+    for key, value in values.items():
+        if re.search(r'[\n"$`\\]', value):
+            raise InvalidInput(f"{key}: the value must be one line without quotes, $, ` or \\")
+        lines.append(f'{key}="{value}"\n')
+    return "".join(lines)
 
 
 def read_environment_file(text: str) -> dict[str, str]:
-    """The variables of an EnvironmentFile as `server_environment_file` writes it."""
+    """The variables of an EnvironmentFile as `environment_file` writes it."""
     values = {}
     for line in text.splitlines():
         line = line.strip()

@@ -7,7 +7,8 @@ Every step looks first and changes only what differs, returning a `StepResult` (
 `changed`, as `remote.setup` does for the analytics node); a second run is all `ok`. The steps
 run on a `Target`: the machine itself (`LocalTarget`) or the deploy node over SSH (an
 `SshSession`, host key verified), as root. Two phases: `system` (packages, database, the
-root-only EnvironmentFile with the connection URL, units, services) and `prefect` (what needs
+root-only EnvironmentFiles with the connection URL and the API's basic-auth string, units,
+services) and `prefect` (what needs
 the running server); `all` runs both.
 """
 
@@ -33,9 +34,9 @@ from domain.orchestrator_units import (
     OrchestratorSite,
     client_environment,
     database_url,
+    environment_file,
     read_environment_file,
     render_units,
-    server_environment_file,
 )
 from pipeline.errors import InvalidInput, OperationFailed
 from pipeline_config.fields import NonEmptyStr
@@ -47,6 +48,8 @@ _SQL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 #: Sources whose change changes what `prefect deploy --all` registers (schemas, entrypoints).
 DEPLOYED_SOURCES = ("prefect.yaml", "flows", "tasks", "blocks", "domain", "pipeline_config")
 DEPLOY_MARKER = "edx-ops-flows-deployed"
+#: The user name of the API's basic auth (the password is generated once per site).
+API_USER = "edx-ops"
 
 
 class Target(Protocol):
@@ -193,10 +196,13 @@ class Installer:
         return self.result(step, True, f"wrote {path} ({len(data)} bytes, mode {mode:o})")
 
     def prefect(self, *args: str, expect_success: bool = True) -> CommandResult:
-        """The checkout's Prefect CLI as the site user, in the checkout, with the units' env."""
+        """The checkout's Prefect CLI as the site user, in the checkout, with the workers'
+        environment; the auth string comes from the client file, never on a command line."""
+        q = shlex.quote
         environment = [f"{key}={value}" for key, value in client_environment(self.site).items()]
         command = (
-            f"cd {shlex.quote(self.site.checkout)} && "
+            f"set -a && . {q(self.site.client_environment_file)} && set +a && "
+            f"cd {q(self.site.checkout)} && "
             + _quote_all(
                 [
                     "runuser",
@@ -226,12 +232,14 @@ class Installer:
         self.target.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql")
         return self.result("debian packages", True, "installed postgresql")
 
-    def current_password(self) -> str | None:
-        """The password in the EnvironmentFile, when there is one."""
+    def server_values(self) -> dict[str, str]:
+        """The server's EnvironmentFile as it is (empty when there is none)."""
         text = self.target.read_file(self.site.environment_file)
-        if text is None:
-            return None
-        url = read_environment_file(text.decode()).get("PREFECT_API_DATABASE_CONNECTION_URL", "")
+        return read_environment_file(text.decode()) if text is not None else {}
+
+    def current_password(self) -> str | None:
+        """The database password in the server's EnvironmentFile, when there is one."""
+        url = self.server_values().get("PREFECT_API_DATABASE_CONNECTION_URL", "")
         match = re.fullmatch(r"postgresql\+asyncpg://[^:]+:([^@]*)@.*", url)
         return urllib.parse.unquote(match.group(1)) if match else None
 
@@ -262,11 +270,39 @@ class Installer:
         self.psql(f"CREATE DATABASE {database.name} OWNER {database.role}")
         return self.result("database", True, f"created database {database.name}")
 
-    def connection_url(self, password: str) -> StepResult:
+    def environment_files(self, password: str) -> list[StepResult]:
+        """The server's file (connection URL, auth string) and the workers' (auth string)."""
         database = self.settings.database
         url = database_url(database.role, password, database.host, database.port, database.name)
-        return self.put("database connection", self.site.environment_file,
-                        server_environment_file(url).encode(), 0o600, "root")  # fmt: skip
+        auth = self.server_values().get("PREFECT_SERVER_API_AUTH_STRING")
+        auth = auth or f"{API_USER}:{secrets.token_urlsafe(24)}"
+        server = {"PREFECT_API_DATABASE_CONNECTION_URL": url,
+                  "PREFECT_SERVER_API_AUTH_STRING": auth}  # fmt: skip
+        client = {"PREFECT_API_AUTH_STRING": auth}
+        return [
+            self.put("server environment", self.site.environment_file,
+                     environment_file(server).encode(), 0o600, "root"),
+            self.put("client environment", self.site.client_environment_file,
+                     environment_file(client).encode(), 0o600, "root"),
+        ]  # fmt: skip
+
+    def checkout(self) -> StepResult:
+        q = shlex.quote
+        if not self.target.run(f"test -x {q(self.site.prefect)}", expect_success=False).ok:
+            raise InvalidInput(
+                f"no {self.site.prefect} on {self.target.host}: run `uv sync --frozen` in the "
+                f"checkout {self.site.checkout} first (site.checkout, site.venv)"
+            )
+        return self.result("checkout", False, f"{self.site.prefect}")
+
+    def site_user(self) -> StepResult:
+        q = shlex.quote
+        user = self.site.user
+        if self.target.run(f"id -u {q(user)}", expect_success=False).ok:
+            return self.result("site user", False, user)
+        self.target.run(f"useradd --system --home-dir {q(self.site.prefect_home)} "
+                        f"--shell /usr/sbin/nologin {q(user)}")  # fmt: skip
+        return self.result("site user", True, f"created system user {user}")
 
     def prefect_home(self) -> StepResult:
         q = shlex.quote
@@ -308,9 +344,9 @@ class Installer:
         return results
 
     def system(self) -> list[StepResult]:
-        results = [self.packages()]
+        results = [self.checkout(), self.packages(), self.site_user()]
         role, password = self.role()
-        results += [role, self.database(), self.connection_url(password), self.prefect_home()]
+        results += [role, self.database(), *self.environment_files(password), self.prefect_home()]
         results += self.unit_files()
         if self.settings.services == "systemd":
             results += self.systemd_services()

@@ -14,13 +14,14 @@ from pydantic import ValidationError
 from domain.orchestrator_units import (
     OrchestratorSite,
     database_url,
+    environment_file,
     read_environment_file,
     render_units,
-    server_environment_file,
     unit_command,
     unit_environment,
     unit_setting,
 )
+from pipeline.errors import InvalidInput
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +88,8 @@ def test_units_run_the_checkouts_prefect_as_the_site_user():
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "2",
     }
-    assert "EnvironmentFile" not in worker  # workers never get the database password
+    # workers get the API's auth string, never the database password
+    assert unit_setting(worker, "EnvironmentFile") == "/etc/edx-ops-flows/prefect-client.env"
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "deploy.example.org"])
@@ -107,8 +109,10 @@ def test_bad_settings_are_refused_naming_the_field(field, value):
 def test_the_environment_file_carries_the_quoted_password():
     url = database_url("prefect", "p@ss/w:rd", "127.0.0.1", 5432, "prefect")
     assert url == "postgresql+asyncpg://prefect:p%40ss%2Fw%3Ard@127.0.0.1:5432/prefect"
-    text = server_environment_file(url)
-    assert read_environment_file(text) == {"PREFECT_API_DATABASE_CONNECTION_URL": url}
+    values = {"PREFECT_API_DATABASE_CONNECTION_URL": url, "PREFECT_SERVER_API_AUTH_STRING": "a:b"}
+    assert read_environment_file(environment_file(values)) == values
+    with pytest.raises(InvalidInput, match="PREFECT_API_AUTH_STRING"):
+        environment_file({"PREFECT_API_AUTH_STRING": 'a"b'})
 
 
 def test_example_units_in_deployments_are_up_to_date():

@@ -15,6 +15,8 @@ import os
 import stat
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -92,13 +94,19 @@ def wait_for(what: str, condition, timeout: float, explain=lambda: ""):
         time.sleep(1)
 
 
-def api(url: str):
+def prefect_settings(url: str, auth: str):
+    """Prefect's settings for a client of the installed server (its basic auth included)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    return temporary_settings({PREFECT_API_URL: url, PREFECT_API_AUTH_STRING: auth})
+
+
+def api(url: str, auth: str):
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     class Client:
         def __enter__(self):
-            self.settings = temporary_settings({PREFECT_API_URL: url})
+            self.settings = prefect_settings(url, auth)
             self.settings.__enter__()
             self.client = get_client(sync_client=True).__enter__()
             return self.client
@@ -128,6 +136,7 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
         "site": {
             "user": "root", "checkout": str(REPO_ROOT), "prefect_home": str(state / "prefect"),
             "port": free_port(), "environment_file": str(state / "etc/prefect-server.env"),
+            "client_environment_file": str(state / "etc/prefect-client.env"),
             "worker_query_seconds": 2,
         },
         "database": {"port": postgres.port, "superuser": postgres.user,
@@ -138,21 +147,33 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
         "concurrency_limits": {"backup-backend1": 1},
     })  # fmt: skip
     site = settings.site
+    written = (site.environment_file, site.client_environment_file, site.prefect_home,
+               settings.unit_dir)  # fmt: skip
+    assert all(Path(path).is_relative_to(tmp_path) for path in written), "only under tmp_path"
     (tmp_path / "site.json").write_text(settings.model_dump_json())
     lines: list[str] = []
 
-    # 1. the system phase: database, role, the root-only connection URL, the units
-    first = Installer(settings, LocalTarget(), log=lines.append).run("system")
-    changed = {r.step for r in first if r.status == "changed"}
-    assert {"database role", "database", "database connection", "prefect home"} <= changed, lines
+    # 1. the system phase, with the command line on this machine: database, role, the
+    # root-only environment files, the units
+    command = [str(REPO_ROOT / "scripts/install-orchestrator"), "--settings",
+               str(tmp_path / "site.json")]  # fmt: skip
+    first = subprocess.run([*command, "--phase", "system"], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    lines += first.stdout.splitlines()
+    changed = {step for status, step in statuses(first.stdout) if status == "changed"}
+    assert {"database role", "database", "server environment", "client environment",
+            "prefect home"} <= changed, lines  # fmt: skip
     assert {f"unit {name}" for name in Installer(settings, LocalTarget()).units} <= changed
-    environment_file = Path(site.environment_file)
-    info = environment_file.stat()
-    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, 0), "must be root-only"
-    url = read_environment_file(environment_file.read_text())["PREFECT_API_DATABASE_CONNECTION_URL"]
-    password = url.split(":")[2].split("@")[0]
+    for secrets_file in (site.environment_file, site.client_environment_file):
+        info = Path(secrets_file).stat()
+        assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, 0), f"{secrets_file}: root-only"
+    server_values = read_environment_file(Path(site.environment_file).read_text())
+    password = server_values["PREFECT_API_DATABASE_CONNECTION_URL"].split(":")[2].split("@")[0]
+    auth = server_values["PREFECT_SERVER_API_AUTH_STRING"]
     units = {p.name: p.read_text() for p in Path(settings.unit_dir).glob("*.service")}
-    assert len(units) == 3 and not any(password in text for text in units.values())
+    assert len(units) == 3
+    assert not any(secret in text for text in units.values() for secret in (password, auth))
     assert postgres.psql("SELECT rolname FROM pg_roles WHERE rolname = 'prefect'") == "prefect\n"
 
     services = UnitProcesses(units, tmp_path)
@@ -164,6 +185,9 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
         check.server_answers()
         print(f"Prefect server on PostgreSQL, first start (migrations): "
               f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+        # only clients with the auth string get in
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(f"{site.api_url}/deployments/filter", data=b"{}", timeout=10)
         second = Installer(settings, LocalTarget(), log=lines.append).run("all")
         rows = {r.step: r.status for r in second}
         assert all(
@@ -176,8 +200,7 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
 
         # 3. a second full run, over SSH with the command line (host key verified): all ok
         known_hosts = ssh_host.write_known_hosts(tmp_path / "known_hosts")
-        install = [str(REPO_ROOT / "scripts/install-orchestrator"), "--settings",
-                   str(tmp_path / "site.json"), "--host", f"{ssh_host.address}:{ssh_host.port}",
+        install = [*command, "--host", f"{ssh_host.address}:{ssh_host.port}",
                    "--user", ssh_host.user, "--private-key", str(ssh_host.client_key)]  # fmt: skip
         again = subprocess.run([*install, "--known-hosts", str(known_hosts)], capture_output=True,
                                text=True, timeout=300)  # fmt: skip
@@ -204,16 +227,15 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
         from prefect.blocks.system import Secret
         from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
         from prefect.client.schemas.schedules import IntervalSchedule
-        from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with api(site.api_url) as client:
+        with api(site.api_url, auth) as client:
             deployment = client.read_deployment_by_name(DEPLOYMENT)
             run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
             run = wait_for("the deployment run", lambda: (
                 r if (r := client.read_flow_run(run.id)).state.is_final() else None
             ), RUN_TIMEOUT, services.logs)  # fmt: skip
             assert run.state.is_completed(), f"{run.state}\n{services.logs()}"
-            with temporary_settings({PREFECT_API_URL: site.api_url}):
+            with prefect_settings(site.api_url, auth):
                 Secret(value="kept across restarts").save("orchestrator-test", overwrite=True)
             # its next run is due 45 s from now: none of it is in flight when the services stop
             # (one would keep the deployment's concurrency slot); the one before is past
@@ -236,10 +258,10 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
         for pool in site.pools:
             services.start(site.worker_unit(pool))
 
-        with api(site.api_url) as client:
+        with api(site.api_url, auth) as client:
             # history, blocks, schedules, limits: all still there
             assert client.read_flow_run(run.id).state.is_completed()
-            with temporary_settings({PREFECT_API_URL: site.api_url}):
+            with prefect_settings(site.api_url, auth):
                 secret = Secret.load("orchestrator-test")
             assert secret.get() == "kept across restarts"
             assert (
@@ -282,3 +304,11 @@ def test_install_orchestrator_refuses_bad_settings_naming_them(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2, result
     assert "site.host" in result.stderr and "every interface" in result.stderr, result.stderr
+
+
+def test_readme_settings_example_is_valid():
+    """The settings the README's operations section writes are an OrchestratorInstall."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    example = readme.split("<<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
+    settings = OrchestratorInstall.model_validate_json(example)
+    assert settings.site.host == "127.0.0.1" and settings.services == "systemd"

@@ -38,7 +38,7 @@ from domain.orchestrator_units import (
     read_environment_file,
     render_units,
 )
-from pipeline.errors import InvalidInput, OperationFailed
+from pipeline.errors import InvalidInput, OperationFailed, OperationTimeout
 from pipeline_config.fields import NonEmptyStr
 from remote.setup import StepResult
 from remote.ssh import CommandResult, check
@@ -78,10 +78,12 @@ class LocalTarget:
         self, command: str, *, timeout: float | None = None, expect_success: bool = True
     ) -> CommandResult:
         started = time.monotonic()
-        done = subprocess.run(
-            ["bash", "-c", command], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            timeout=timeout or self.command_timeout,
-        )  # fmt: skip
+        timeout = timeout or self.command_timeout
+        try:
+            done = subprocess.run(["bash", "-c", command], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise OperationTimeout(f"`{command}` did not finish within {timeout:g} s") from None
         result = CommandResult(self.host, command, done.returncode, done.stdout, done.stderr,
                                time.monotonic() - started)  # fmt: skip
         return check(result) if expect_success else result
@@ -170,7 +172,10 @@ class Installer:
     # -- helpers -------------------------------------------------------------------------------
 
     def result(self, step: str, changed: bool, detail: str) -> StepResult:
-        return StepResult(step, self.target.host, "changed" if changed else "ok", detail)
+        """The step's result, logged at once (a later failure leaves the rows before it)."""
+        result = StepResult(step, self.target.host, "changed" if changed else "ok", detail)
+        self.log(f"{result.status:>7}  {result.step}: {result.detail}")
+        return result
 
     def psql_words(self) -> list[str]:
         """`psql` as the cluster's superuser on its socket (peer authentication)."""
@@ -424,7 +429,5 @@ class Installer:
         results: list[StepResult] = []
         for name, steps in (("system", self.system), ("prefect", self.prefect_phase)):
             if phase in ("all", name):
-                for result in steps():
-                    self.log(f"{result.status:>7}  {result.step}: {result.detail}")
-                    results.append(result)
+                results += steps()
         return results

@@ -292,13 +292,23 @@ class Installer:
         ]  # fmt: skip
 
     def checkout(self) -> StepResult:
+        """The checkout's Prefect runs as the site user (its venv's Python must be readable by
+        that user: not one uv installed under /root, say)."""
         q = shlex.quote
-        if not self.target.run(f"test -x {q(self.site.prefect)}", expect_success=False).ok:
+        prefect, user = self.site.prefect, self.site.user
+        if not self.target.run(f"test -x {q(prefect)}", expect_success=False).ok:
             raise InvalidInput(
-                f"no {self.site.prefect} on {self.target.host}: run `uv sync --frozen` in the "
+                f"no {prefect} on {self.target.host}: run `uv sync --frozen` in the "
                 f"checkout {self.site.checkout} first (site.checkout, site.venv)"
             )
-        return self.result("checkout", False, f"{self.site.prefect}")
+        version = self.target.run(f"cd / && runuser -u {q(user)} -- {q(prefect)} --version",
+                                  expect_success=False)  # fmt: skip
+        if not version.ok:
+            raise InvalidInput(
+                f"{prefect} does not run as {user} on {self.target.host} (is the venv's Python "
+                f"readable by {user}?): {(version.stderr or version.stdout).strip()[-300:]}"
+            )
+        return self.result("checkout", False, f"prefect {version.stdout.strip()} as {user}")
 
     def site_user(self) -> StepResult:
         q = shlex.quote
@@ -349,7 +359,7 @@ class Installer:
         return results
 
     def system(self) -> list[StepResult]:
-        results = [self.checkout(), self.packages(), self.site_user()]
+        results = [self.packages(), self.site_user(), self.checkout()]
         role, password = self.role()
         results += [role, self.database(), *self.environment_files(password), self.prefect_home()]
         results += self.unit_files()

@@ -312,3 +312,20 @@ def test_readme_settings_example_is_valid():
     example = readme.split("<<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
     settings = OrchestratorInstall.model_validate_json(example)
     assert settings.site.host == "127.0.0.1" and settings.services == "systemd"
+
+
+def test_install_orchestrator_stops_at_a_checkout_without_its_virtualenv(tmp_path):
+    settings = tmp_path / "site.json"
+    settings.write_text(OrchestratorInstall.model_validate({
+        "site": {"user": "root", "checkout": str(REPO_ROOT), "venv": str(tmp_path / "venv"),
+                 "environment_file": str(tmp_path / "server.env"),
+                 "client_environment_file": str(tmp_path / "client.env")},
+        "unit_dir": str(tmp_path / "units"), "services": "none", "install_packages": False,
+    }).model_dump_json())  # fmt: skip
+    result = subprocess.run(
+        [str(REPO_ROOT / "scripts/install-orchestrator"), "--settings", str(settings)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result
+    assert f"no {tmp_path}/venv/bin/prefect" in result.stderr and "uv sync" in result.stderr
+    assert not (tmp_path / "units").exists() and not (tmp_path / "server.env").exists()

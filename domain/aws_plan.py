@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from domain.aws_site import ANALYTICS_GROUP, ANYWHERE, KINDS, Resource
+from domain.aws_site import ANALYTICS_GROUP, ANYWHERE, KINDS, AwsSite, Resource, sort_rules
 from pipeline.errors import InvalidInput, NotFound, Refused
 
 Key = tuple[str, str]
@@ -115,10 +115,10 @@ def shown(value: Any) -> str:
     """A value as the plan shows it: rules compactly, documents as sorted JSON."""
     if value is None:
         return "(none)"
-    if isinstance(value, list) and value and all(_is_rule(v) for v in value):
-        return "[" + ", ".join(rule_text(v) for v in value) + "]"
-    if isinstance(value, list) and not value:
-        return "[]"
+    if isinstance(value, list) and all(_is_rule(v) for v in value):
+        return "[" + ", ".join(rule_text(v) for v in sort_rules(list(value))) + "]"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "[" + ", ".join(sorted(value)) + "]"
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return str(value)
@@ -283,9 +283,13 @@ def check_replacements(plan: SitePlan, allow_replace: bool) -> None:
 
 @dataclass(frozen=True)
 class DestroyItem:
+    """What a teardown does to one resource: `delete`; `keep` (forced only); `strip` (remove
+    what the site added to something it does not own); `leave`; `absent` (nothing there)."""
+
     resource: Resource
-    action: Literal["delete", "keep", "absent", "leave"]
+    action: Literal["delete", "keep", "strip", "leave", "absent"]
     reason: str = ""
+    current: Mapping[str, Any] | None = None
 
 
 def destroy_plan(
@@ -298,25 +302,41 @@ def destroy_plan(
     """What a teardown does to each resource, dependents first.
 
     Buckets holding objects and the RDS instance are kept unless `force` (the RDS instance is
-    then deleted with a final snapshot, by `tasks.aws`). What the site does not own (the VPC,
-    EMR's groups and role, the edxapp bucket's policy, the route) is left as it is.
+    then deleted with a final snapshot, by `tasks.aws`), and so is what a kept resource needs
+    (the RDS instance's group). What the site does not own (the VPC, EMR's groups and role,
+    the edxapp bucket's policy, a gateway or bucket that was there before, untagged) is left;
+    the rules, attachments and route the site added to such things are removed (`strip`).
     """
     del site  # named for symmetry with diff_site; the items carry everything
-    items = []
-    for resource in reversed(order_resources(resources)):
+    items: list[DestroyItem] = []
+    kept: set[Key] = set()
+    ordered = list(reversed(order_resources(resources)))
+
+    def keep(resource: Resource, have: Mapping[str, Any], reason: str) -> None:
+        kept.add(resource.key)
+        items.append(DestroyItem(resource, "keep", reason, have))
+
+    for resource in ordered:
         have = current.get(resource.key)
+        users = [r.key for r in ordered if resource.key in r.depends_on and r.key in kept]
         if have is None:
             items.append(DestroyItem(resource, "absent"))
         elif not resource.managed:
-            items.append(DestroyItem(resource, "leave", "not owned by the site"))
+            stripped = resource.partial or resource.kind == "route"
+            items.append(DestroyItem(resource, "strip" if stripped else "leave",
+                                     "not owned by the site", have))  # fmt: skip
+        elif users:
+            kind, name = users[0]
+            keep(resource, have, f"needed by the kept {kind} {name}")
+        elif have.get("owned") is False:
+            items.append(DestroyItem(resource, "leave", "was there before the site (untagged)",
+                                     have))  # fmt: skip
         elif resource.kind == "s3_bucket" and have.get("objects") and not force:
-            items.append(DestroyItem(resource, "keep", "holds objects (force to delete them)"))
+            keep(resource, have, "holds objects (force to delete them)")
         elif resource.kind == "rds_instance" and not force:
-            items.append(
-                DestroyItem(resource, "keep", "databases are kept (force: final snapshot)")
-            )
+            keep(resource, have, "databases are kept (force: deleted after a final snapshot)")
         else:
-            items.append(DestroyItem(resource, "delete"))
+            items.append(DestroyItem(resource, "delete", current=have))
     return items
 
 
@@ -326,3 +346,44 @@ def destroy_table(items: Iterable[DestroyItem]) -> list[dict[str, str]]:
          "reason": i.reason or "-"}
         for i in items
     ]  # fmt: skip
+
+
+# -- outputs --------------------------------------------------------------------------------------
+
+
+def site_outputs(site: AwsSite, state: dict[Key, dict]) -> dict[str, Any]:
+    """Endpoints, ARNs, addresses and group ids of an applied site, from a fresh read."""
+
+    def get(kind: str, name: str, attribute: str) -> Any:
+        return state.get((kind, name), {}).get(attribute)
+
+    first = site.analytics_names[0]
+    return {
+        "analytics_instances": {
+            name: {"id": get("ec2_instance", name, "id"),
+                   "private_ip": get("ec2_instance", name, "private_ip")}
+            for name in site.analytics_names
+        },
+        "analytics_public_ip": get("elastic_ip", f"{first}-eip", "public_ip"),
+        "director": {
+            "id": get("ec2_instance", site.director_name, "id"),
+            "private_ip": get("ec2_instance", site.director_name, "private_ip"),
+            "public_ip": get("ec2_instance", site.director_name, "public_ip"),
+        },
+        "security_groups": {
+            name: attributes.get("id")
+            for (kind, name), attributes in sorted(state.items()) if kind == "security_group"
+        },
+        "elasticsearch_endpoint": get("es_domain", site.es_domain, "endpoint"),
+        "elasticsearch_arn": get("es_domain", site.es_domain, "arn"),
+        "rds_endpoint": get("rds_instance", site.rds_identifier, "endpoint"),
+        "rds_port": get("rds_instance", site.rds_identifier, "port"),
+        "rds_arn": get("rds_instance", site.rds_identifier, "arn"),
+        "role_arn": get("iam_role", "edxanalytics", "arn"),
+        "instance_profile_arn": get("instance_profile", "edxanalytics", "arn"),
+        "user_arns": {
+            name: attributes.get("arn")
+            for (kind, name), attributes in sorted(state.items()) if kind == "iam_user"
+        },
+        "buckets": dict(site.buckets),
+    }  # fmt: skip

@@ -165,7 +165,14 @@ def test_destroy_keeps_full_buckets_and_the_database_unless_forced():
     assert items[("rds_instance", "client-name-analytics")].action == "keep"
     assert items[("elastic_ip", "analytics-1-eip")].action == "absent"
     assert items[("vpc", "vpc-0123456789abcdef0")].action == "leave"
-    assert items[("security_group", "ElasticMapReduce-master")].action == "leave"
+    # the rule the site put on EMR's group goes, EMR's group stays
+    assert items[("security_group", "ElasticMapReduce-master")].action == "strip"
+    assert items[("iam_role", "EMR_EC2_DefaultRole")].action == "strip"
+    # the kept database keeps its group; the groups it names need only exist (EMR's)
+    assert items[("security_group", "emr-rds")].reason == (
+        "needed by the kept rds_instance client-name-analytics"
+    )
+    assert items[("security_group", "analytics")].action == "delete"
     order = [i.resource.key for i in destroy_plan("client-name", resources, current)]
     assert order.index(("ec2_instance", "analytics-1")) < order.index(
         ("security_group", "analytics")
@@ -176,6 +183,18 @@ def test_destroy_keeps_full_buckets_and_the_database_unless_forced():
     }
     assert forced[("s3_bucket", "client-name-edxanalytics")] == "delete"
     assert forced[("rds_instance", "client-name-analytics")] == "delete"
+    assert forced[("security_group", "emr-rds")] == "delete"
+
+
+def test_destroy_leaves_what_was_there_before_the_site():
+    resources = desired_resources(site(), ACCOUNT)
+    current = everything_exists(resources)
+    current[("s3_bucket", "client-name-tracking-logs")]["owned"] = False
+    current[("internet_gateway", "client-name-igw")]["owned"] = False
+    items = {i.resource.key: i for i in destroy_plan("client-name", resources, current)}
+    assert items[("s3_bucket", "client-name-tracking-logs")].action == "leave"
+    assert items[("internet_gateway", "client-name-igw")].action == "leave"
+    assert items[("s3_bucket", "client-name-analytics-emr")].action == "delete"
 
 
 def test_bad_resource_lists_are_refused():

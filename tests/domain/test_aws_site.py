@@ -153,3 +153,11 @@ def test_tags_name_project_site_and_run():
     assert tags(site(), "run-1") == {"project": "edx-ops-flows", "site": "client-name",
                                      "flow-run": "run-1"}  # fmt: skip
     assert "flow-run" not in tags(site())
+
+
+def test_the_deployments_default_site_is_the_example():
+    deployments = yaml.safe_load((EXAMPLE.parents[1] / "prefect.yaml").read_text())["deployments"]
+    sites = [d["parameters"]["site"] for d in deployments if "aws" in d["entrypoint"]]
+    assert len(sites) == 2
+    for given in sites:
+        assert AwsSite.model_validate(given) == site()

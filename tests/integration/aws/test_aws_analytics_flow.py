@@ -65,6 +65,13 @@ def plan_rows(state) -> list[dict]:
     return json.loads(plan.data) if isinstance(plan.data, str) else plan.data
 
 
+def instances_named(aws, name) -> list[dict]:
+    pages = aws.client("ec2").describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])[
+        "Reservations"
+    ]
+    return [instance for page in pages for instance in page["Instances"]]
+
+
 def ingress(aws, vpc, name) -> set[tuple]:
     ec2 = aws.client("ec2")
     groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])[
@@ -111,10 +118,7 @@ def test_empty_account_all_create_then_apply_then_nothing_to_do(account, aws):
     assert [p["PolicyName"] for p in attached] == ["elasticsearch_all"]
     profile = iam.get_instance_profile(InstanceProfileName="edxanalytics")["InstanceProfile"]
     assert [r["RoleName"] for r in profile["Roles"]] == ["edxanalytics"]
-    (analytics,) = [
-        i for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["analytics-1"]}])[
-            "Reservations"] for i in r["Instances"]
-    ]  # fmt: skip
+    (analytics,) = instances_named(aws, "analytics-1")
     assert analytics["State"]["Name"] == "running"
     assert analytics["IamInstanceProfile"]["Arn"].endswith("/edxanalytics")
     assert {g["GroupName"] for g in analytics["SecurityGroups"]} == {"default", "analytics"}
@@ -178,9 +182,7 @@ def test_drift_by_hand_shows_in_the_plan_and_apply_corrects_it(account, aws):
 def test_an_instance_type_changed_by_hand_is_updated_in_place(account, aws):
     completed(deploy(account))
     ec2 = aws.client("ec2")
-    (director,) = [i["InstanceId"] for r in ec2.describe_instances(Filters=[
-        {"Name": "tag:Name", "Values": ["director"]}])["Reservations"]
-        for i in r["Instances"]]  # fmt: skip
+    (director,) = [i["InstanceId"] for i in instances_named(aws, "director")]
     ec2.stop_instances(InstanceIds=[director])
     ec2.modify_instance_attribute(InstanceId=director, InstanceType={"Value": "t2.nano"})
     ec2.start_instances(InstanceIds=[director])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from domain.aws_site import ANALYTICS_GROUP, ANYWHERE, KINDS, AwsSite, Resource, sort_rules
+from domain.inventory import Inventory, inventory_from_groups
 from pipeline.errors import InvalidInput, NotFound, Refused
 
 Key = tuple[str, str]
@@ -387,3 +388,32 @@ def site_outputs(site: AwsSite, state: dict[Key, dict]) -> dict[str, Any]:
         },
         "buckets": dict(site.buckets),
     }  # fmt: skip
+
+
+def site_inventory(site: AwsSite, state: Mapping[Key, Mapping[str, Any]]) -> Inventory:
+    """The applied site's hosts as an inventory: the analytics instances in
+    `analytics_servers`, the director in `deploy`, by private address (what the director's
+    ansible reaches them by), with their names, instance ids and public addresses.
+
+    Raises:
+        InvalidInput: an instance has no private address yet (not applied).
+    """
+    first_eip = state.get(("elastic_ip", f"{site.analytics_names[0]}-eip"), {})
+    groups: dict[str, list[str]] = {"analytics_servers": [], "deploy": []}
+    names: dict[str, str] = {}
+    host_vars: dict[str, dict[str, Any]] = {}
+    members = [(n, "analytics_servers") for n in site.analytics_names]
+    for name, group in [*members, (site.director_name, "deploy")]:
+        instance = state.get(("ec2_instance", name))
+        if not instance or not instance.get("private_ip"):
+            raise InvalidInput(f"site {site.client}: instance {name} has no address (apply first)")
+        address = str(instance["private_ip"])
+        groups[group].append(address)
+        names[address] = name
+        public = instance.get("public_ip")
+        if name == site.analytics_names[0] and first_eip.get("public_ip"):
+            public = first_eip["public_ip"]
+        host_vars[address] = {"instance_id": instance.get("id"), **(
+            {"public_ip": public} if public else {})}  # fmt: skip
+    return inventory_from_groups(groups, names=names, host_vars=host_vars,
+                                 source=f"site {site.client}")  # fmt: skip

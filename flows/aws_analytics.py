@@ -5,7 +5,8 @@ The story: read what AWS has for every resource the site needs (``domain.aws_sit
 on the security groups included), publish the plan as a table artifact, refuse it if it opens
 what must stay closed (the lint) or replaces something without ``allow_replace``, then apply
 in dependency order, waiting where AWS is asynchronous, and publish and return the outputs
-(endpoints, ARNs, public IP, security-group ids), read back from AWS.
+(endpoints, ARNs, public IP, security-group ids), read back from AWS, with the instances as
+an inventory (analytics servers and the director, ``domain.inventory``).
 
 A rerun on an applied site plans nothing and changes nothing. Secrets never pass through
 here: the credentials are an ``AwsCredentials`` block, the RDS master password a ``Secret``
@@ -20,8 +21,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from domain.aws_plan import check_replacements, diff_site, lint_plan, site_outputs
+from domain.aws_plan import check_replacements, diff_site, lint_plan, site_inventory, site_outputs
 from domain.aws_site import AwsSite, desired_resources
+from domain.inventory import ANALYTICS_INI_GROUPS, render_ini, render_json
 from domain.names import artifact_key
 from pipeline_config.fields import NonEmptyStr
 from tasks.aws import AwsClients, SiteContext, account_id, apply_item, read_site_state
@@ -49,7 +51,8 @@ def deploy_aws_analytics(
         poll_interval_seconds: Pause between two status reads while waiting.
 
     Returns:
-        ``summary``, ``changes`` (one line per changed resource) and ``outputs``.
+        ``summary``, ``changes`` (one line per changed resource), ``outputs``, and the
+        instances as an inventory: ``analytics_ini`` (the seed's form) and ``inventory_json``.
     """
     logger = get_run_logger()
     clients = AwsClients.from_block(aws_block)
@@ -70,11 +73,15 @@ def deploy_aws_analytics(
     check_replacements(plan, allow_replace)
     for item in plan.pending():
         apply_item(clients, ctx, item)
-    outputs = site_outputs(site, read_site_state(clients, ctx, resources))
+    applied = read_site_state(clients, ctx, resources)
+    outputs = site_outputs(site, applied)
+    inventory = site_inventory(site, applied)
+    analytics_ini = render_ini(inventory, ANALYTICS_INI_GROUPS)
     create_markdown_artifact(
         key=f"aws-outputs-{key}",
         markdown=f"## Site {site.client}: outputs\n\n```json\n"
-        f"{json.dumps(outputs, indent=2, sort_keys=True)}\n```\n",
+        f"{json.dumps(outputs, indent=2, sort_keys=True)}\n```\n\n"
+        f"### analytics.ini\n\n```ini\n{analytics_ini}```\n",
         description=f"{FLOW_NAME}: outputs of {site.client}",
     )
     return {
@@ -85,4 +92,6 @@ def deploy_aws_analytics(
             for item in plan.pending()
         ],
         "outputs": outputs,
+        "analytics_ini": analytics_ini,
+        "inventory_json": render_json(inventory),
     }

@@ -16,6 +16,7 @@ from domain.aws_plan import (
     diff_site,
     lint_plan,
     order_resources,
+    site_inventory,
 )
 from domain.aws_site import Resource, desired_resources
 from pipeline.errors import InvalidInput
@@ -205,3 +206,21 @@ def test_bad_resource_lists_are_refused():
         order_resources([Resource("s3_bucket", "c", {}, depends_on=(("iam_user", "u"),))])
     with pytest.raises(InvalidInput, match="unknown kind"):
         order_resources([Resource("lambda", "f", {})])
+
+
+def test_the_applied_instances_make_the_inventory():
+    resources = desired_resources(site(), ACCOUNT)
+    current = everything_exists(resources)
+    current[("ec2_instance", "analytics-1")].update(id="i-1", private_ip="10.0.1.4",
+                                                    public_ip="54.0.0.9")  # fmt: skip
+    current[("ec2_instance", "director")].update(id="i-2", private_ip="10.0.1.5", public_ip=None)
+    current[("elastic_ip", "analytics-1-eip")]["public_ip"] = "3.3.3.3"
+    inventory = site_inventory(site(), current)
+    analytics = inventory.host("10.0.1.4")
+    assert (analytics.groups, analytics.name) == (("analytics_servers",), "analytics-1")
+    assert analytics.vars == {"instance_id": "i-1", "public_ip": "3.3.3.3"}
+    assert inventory.host("10.0.1.5").groups == ("deploy",)
+    assert inventory.host("10.0.1.5").vars == {"instance_id": "i-2"}
+    del current[("ec2_instance", "director")]
+    with pytest.raises(InvalidInput, match="instance director has no address"):
+        site_inventory(site(), current)

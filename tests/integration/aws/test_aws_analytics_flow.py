@@ -126,6 +126,9 @@ def test_empty_account_all_create_then_apply_then_nothing_to_do(account, aws):
     assert instance_tags["project"] == "edx-ops-flows" and instance_tags["site"] == "client-name"
     assert instance_tags["flow-run"] == str(first.state_details.flow_run_id)
     outputs = result["outputs"]
+    assert result["analytics_ini"].startswith(
+        f"[analytics_servers]\n{analytics['PrivateIpAddress']}"
+    )
     assert outputs["analytics_public_ip"] == analytics["PublicIpAddress"]
     assert outputs["rds_endpoint"] and outputs["elasticsearch_endpoint"]
     assert set(outputs["security_groups"]) == {

@@ -4,7 +4,9 @@ The story: read what AWS has for every resource the site needs (``domain.aws_sit
 (``domain.aws_plan``: create, update with each attribute old -> new, replace, unchanged; drift
 on the security groups included), publish the plan as a table artifact, refuse it if it opens
 what must stay closed (the lint) or replaces something without ``allow_replace``, then apply
-in dependency order, waiting where AWS is asynchronous, and publish and return the outputs
+in dependency order, waiting where AWS is asynchronous; the IAM users' access keys go
+straight into ``AwsCredentials`` blocks (``<client>-analytics-elasticsearch``, ...; a rerun
+creates no key). Then publish and return the outputs
 (endpoints, ARNs, public IP, security-group ids), read back from AWS, with the instances as
 an inventory (analytics servers and the director, ``domain.inventory``).
 
@@ -22,11 +24,18 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from domain.aws_plan import check_replacements, diff_site, lint_plan, site_inventory, site_outputs
-from domain.aws_site import AwsSite, desired_resources
+from domain.aws_site import ES_USER, REPORTS_USER, AwsSite, desired_resources
 from domain.inventory import ANALYTICS_INI_GROUPS, render_ini, render_json
 from domain.names import artifact_key
 from pipeline_config.fields import NonEmptyStr
-from tasks.aws import AwsClients, SiteContext, account_id, apply_item, read_site_state
+from tasks.aws import (
+    AwsClients,
+    SiteContext,
+    account_id,
+    apply_item,
+    ensure_access_key_block,
+    read_site_state,
+)
 
 FLOW_NAME = "deploy-aws-analytics"
 
@@ -73,8 +82,10 @@ def deploy_aws_analytics(
     check_replacements(plan, allow_replace)
     for item in plan.pending():
         apply_item(clients, ctx, item)
+    users = [ES_USER] + ([REPORTS_USER] if site.reports_bucket else [])
+    key_blocks = {user: ensure_access_key_block(clients, ctx, user) for user in users}
     applied = read_site_state(clients, ctx, resources)
-    outputs = site_outputs(site, applied)
+    outputs = {**site_outputs(site, applied), "access_key_blocks": key_blocks}
     inventory = site_inventory(site, applied)
     analytics_ini = render_ini(inventory, ANALYTICS_INI_GROUPS)
     create_markdown_artifact(

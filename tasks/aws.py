@@ -78,6 +78,11 @@ class AwsClients:
 
         return cls(AwsCredentials.load(block_name))
 
+    @property
+    def credentials(self) -> Any:
+        """The block itself (its region and client parameters; its secret stays inside)."""
+        return self._credentials
+
     def __call__(self, service: str) -> Any:
         if service not in self._clients:
             self._clients[service] = self._credentials.get_client(service)
@@ -1108,3 +1113,51 @@ def destroy_item(clients: AwsClients, ctx: SiteContext, item: DestroyItem) -> st
     logger.info("%s %s %s", "deleted" if item.action == "delete" else "stripped", resource.kind,
                 resource.name)  # fmt: skip
     return item.action
+
+
+# -- access keys ----------------------------------------------------------------------------------
+
+
+def access_key_block_name(site: AwsSite, user: str) -> str:
+    """The block holding `user`'s access key: `<client>-<user>` (block names take no `_`)."""
+    return f"{site.client}-{user}".replace("_", "-")
+
+
+@task(name="ensure-access-key-block", cache_policy=NO_CACHE, task_run_name="access key {user}",
+      timeout_seconds=120)  # fmt: skip
+def ensure_access_key_block(clients: AwsClients, ctx: SiteContext, user: str) -> str:
+    """Make sure an `AwsCredentials` block holds a working access key of `user`.
+
+    A block whose key the user still has is left alone (a rerun creates no key); otherwise a
+    key is created straight into the block (the secret is never logged nor returned) and the
+    key the block held before, if the user still has it, is deleted. The new block copies the
+    deploying block's region and client parameters (endpoint).
+
+    Returns:
+        The block's name.
+    """
+    from prefect_aws import AwsCredentials
+
+    iam, name = clients("iam"), access_key_block_name(ctx.site, user)
+    keys = {k["AccessKeyId"]: k["Status"] for k in
+            iam.list_access_keys(UserName=user)["AccessKeyMetadata"]}  # fmt: skip
+    try:
+        held = AwsCredentials.load(name)
+    except ValueError:  # no such block yet
+        held = None
+    if held is not None and keys.get(str(held.aws_access_key_id)) == "Active":
+        get_run_logger().info("block %s holds an active key of %s: unchanged", name, user)
+        return name
+    with botocore_quiet():
+        created = iam.create_access_key(UserName=user)["AccessKey"]
+    deployer = clients.credentials
+    AwsCredentials(
+        aws_access_key_id=created["AccessKeyId"],
+        aws_secret_access_key=created["SecretAccessKey"],
+        region_name=deployer.region_name or ctx.site.region,
+        aws_client_parameters=deployer.aws_client_parameters,
+    ).save(name, overwrite=True)
+    if held is not None and str(held.aws_access_key_id) in keys:
+        iam.delete_access_key(UserName=user, AccessKeyId=str(held.aws_access_key_id))
+    get_run_logger().info("created an access key of %s into block %s", user, name)
+    return name

@@ -15,6 +15,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect_aws import AwsCredentials
 
 from domain.aws_plan import UnsafeRuleRefused
 from flows.aws_analytics import deploy_aws_analytics
@@ -63,6 +64,15 @@ def plan_rows(state) -> list[dict]:
     (plan,) = [a for a in asyncio.run(artifacts_of(state.state_details.flow_run_id))
                if (a.key or "").startswith("aws-plan-")]  # fmt: skip
     return json.loads(plan.data) if isinstance(plan.data, str) else plan.data
+
+
+def access_keys(aws) -> dict[str, str]:
+    """User -> its one access key id (fails if a user has several)."""
+    iam, found = aws.client("iam"), {}
+    for user in iam.list_users()["Users"]:
+        (key,) = iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]
+        found[user["UserName"]] = key["AccessKeyId"]
+    return found
 
 
 def instances_named(aws, name) -> list[dict]:
@@ -143,8 +153,19 @@ def test_empty_account_all_create_then_apply_then_nothing_to_do(account, aws):
     policy = aws.client("s3").get_bucket_policy(Bucket="client-name-edxapp")["Policy"]
     assert "client-name-edxapp/grades-download/*" in policy
 
+    keys = access_keys(aws)
+    assert set(keys) == {"analytics_elasticsearch", "analytics_reports"}
+    assert outputs["access_key_blocks"] == {
+        "analytics_elasticsearch": "client-name-analytics-elasticsearch",
+        "analytics_reports": "client-name-analytics-reports",
+    }
+    block = AwsCredentials.load("client-name-analytics-reports")
+    assert str(block.aws_access_key_id) == keys["analytics_reports"]
+    assert block.get_client("sts").get_caller_identity()["Arn"].endswith(":user/analytics_reports")
+
     second = deploy(account)
     again = completed(second)
+    assert access_keys(aws) == keys  # a rerun creates no key
     assert again["changes"] == []
     assert again["summary"].startswith("site client-name: nothing to do")
     assert {r["action"] for r in plan_rows(second)} == {"unchanged"}
@@ -286,7 +307,12 @@ def test_secrets_never_reach_logs_artifacts_or_exceptions(account, aws, caplog):
     import asyncio
 
     caplog.set_level(logging.DEBUG)
-    runs = [deploy(account), deploy(account), destroy(account, force=True)]
+    runs = [deploy(account), deploy(account)]
+    created = [
+        AwsCredentials.load(f"client-name-{user}").aws_secret_access_key.get_secret_value()
+        for user in ("analytics-elasticsearch", "analytics-reports")
+    ]
+    runs.append(destroy(account, force=True))
     # and a failing create with the password in the call: AWS refuses the subnet group
     failing = deploy({**account, "rds": {**account["rds"], "subnet_group": "no-such-group"}})
     assert failing.is_failed()
@@ -300,5 +326,5 @@ def test_secrets_never_reach_logs_artifacts_or_exceptions(account, aws, caplog):
         texts += [str(a.data) + str(a.description) for a in asyncio.run(artifacts_of(run_id))]
         texts += [log.message for log in asyncio.run(logs_of(run_id))]
     assert len(texts) > 20
-    for secret in (SECRET_ACCESS_KEY, RDS_PASSWORD):
+    for secret in (SECRET_ACCESS_KEY, RDS_PASSWORD, *created):
         assert [t for t in texts if secret in t] == []

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline_config.fields import NonEmptyStr
 
@@ -36,6 +36,16 @@ ES_USER, REPORTS_USER, REPORTS_POLICY = (
 
 _CLIENT = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}[a-z0-9]$")
 _CIDR = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+
+
+def _ipv4_cidr(value: str) -> str:
+    if not _CIDR.match(value):
+        raise ValueError(f"{value!r} is not an IPv4 CIDR such as 10.0.0.0/16")
+    return value
+
+
+#: An IPv4 CIDR (`203.0.113.0/24`).
+Cidr = Annotated[NonEmptyStr, AfterValidator(_ipv4_cidr)]
 
 
 class _Settings(BaseModel):
@@ -90,14 +100,7 @@ class IngressRule(_Settings):
         ..., description="The group the rule goes on."
     )
     port: int = Field(..., ge=1, le=65535, description="TCP port.")
-    cidr: NonEmptyStr = Field(..., description="Source CIDR, e.g. `10.0.0.0/16`.")
-
-    @field_validator("cidr")
-    @classmethod
-    def _cidr(cls, value: str) -> str:
-        if not _CIDR.match(value):
-            raise ValueError(f"cidr {value!r} is not an IPv4 CIDR")
-        return value
+    cidr: Cidr = Field(..., description="Source CIDR, e.g. `10.0.0.0/16`.")
 
 
 class AwsSite(_Settings):
@@ -114,7 +117,7 @@ class AwsSite(_Settings):
     emr_in_vpc: bool = Field(
         default=True, description="EMR runs in the VPC: ensure an internet gateway and route."
     )
-    director_ssh_cidr: NonEmptyStr = Field(
+    director_ssh_cidr: Cidr = Field(
         ...,
         description=(
             "Who may SSH to the director, a CIDR such as `203.0.113.0/24` (the seed's "
@@ -152,13 +155,6 @@ class AwsSite(_Settings):
                 f"client {value!r}: lower-case letters, digits and single hyphens, 3-42 "
                 "characters (it names S3 buckets)"
             )
-        return value
-
-    @field_validator("director_ssh_cidr")
-    @classmethod
-    def _cidr(cls, value: str) -> str:
-        if not _CIDR.match(value):
-            raise ValueError(f"director_ssh_cidr {value!r} is not an IPv4 CIDR")
         return value
 
     @model_validator(mode="after")

@@ -21,7 +21,6 @@ import json
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.runtime import flow_run
 
 from domain.aws_plan import check_replacements, diff_site, lint_plan, site_inventory, site_outputs
 from domain.aws_site import ES_USER, REPORTS_USER, AwsSite, desired_resources
@@ -29,11 +28,9 @@ from domain.inventory import ANALYTICS_INI_GROUPS, render_ini, render_json
 from domain.names import artifact_key
 from pipeline_config.fields import NonEmptyStr
 from tasks.aws import (
-    AwsClients,
-    SiteContext,
-    account_id,
     apply_item,
     ensure_access_key_block,
+    open_site,
     read_site_state,
 )
 
@@ -64,13 +61,8 @@ def deploy_aws_analytics(
         instances as an inventory: ``analytics_ini`` (the seed's form) and ``inventory_json``.
     """
     logger = get_run_logger()
-    clients = AwsClients.from_block(aws_block)
-    account = account_id(clients)
-    ctx = SiteContext(
-        site=site, account_id=account, flow_run=flow_run.get_id(),
-        timeout=timeout_seconds, poll_interval=poll_interval_seconds,
-    )  # fmt: skip
-    resources = desired_resources(site, account)
+    clients, ctx = open_site(aws_block, site, timeout_seconds, poll_interval_seconds)
+    resources = desired_resources(site, ctx.account_id)
     plan = diff_site(site.client, resources, read_site_state(clients, ctx, resources))
     key = artifact_key(site.client, "site")
     create_table_artifact(

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 
 from domain.aws_plan import destroy_plan, destroy_table
 from domain.aws_site import AwsSite, desired_resources
 from domain.names import artifact_key
 from pipeline_config.fields import NonEmptyStr
-from tasks.aws import AwsClients, SiteContext, account_id, destroy_item, read_site_state
+from tasks.aws import destroy_item, open_site, read_site_state
 
 FLOW_NAME = "destroy-aws-analytics"
 
@@ -45,13 +44,8 @@ def destroy_aws_analytics(
         ``deleted``, ``kept`` (with the reason) and ``left`` (what the site does not own).
     """
     logger = get_run_logger()
-    clients = AwsClients.from_block(aws_block)
-    account = account_id(clients)
-    ctx = SiteContext(
-        site=site, account_id=account, flow_run=flow_run.get_id(),
-        timeout=timeout_seconds, poll_interval=poll_interval_seconds,
-    )  # fmt: skip
-    resources = desired_resources(site, account)
+    clients, ctx = open_site(aws_block, site, timeout_seconds, poll_interval_seconds)
+    resources = desired_resources(site, ctx.account_id)
     items = destroy_plan(site.client, resources, read_site_state(clients, ctx, resources),
                          force=force)  # fmt: skip
     create_table_artifact(

@@ -29,6 +29,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from domain.aws_plan import DestroyItem, ReplaceRefused, ResourcePlan
 from domain.aws_site import (
@@ -108,6 +109,16 @@ class SiteContext:
     def tag_list(self, name: str | None = None) -> list[dict[str, str]]:
         found = {**self.tags, **({"Name": name} if name else {})}
         return [{"Key": k, "Value": v} for k, v in found.items()]
+
+
+def open_site(
+    aws_block: str, site: AwsSite, timeout: float, poll_interval: float
+) -> tuple[AwsClients, SiteContext]:
+    """The clients of the `AwsCredentials` block and the context of this flow run's steps."""
+    clients = AwsClients.from_block(aws_block)
+    ctx = SiteContext(site=site, account_id=account_id(clients), flow_run=flow_run.get_id(),
+                      timeout=timeout, poll_interval=poll_interval)  # fmt: skip
+    return clients, ctx
 
 
 def _code(error: ClientError) -> str:

@@ -157,7 +157,7 @@ def test_tags_name_project_site_and_run():
 
 def test_the_deployments_default_site_is_the_example():
     deployments = yaml.safe_load((EXAMPLE.parents[1] / "prefect.yaml").read_text())["deployments"]
-    sites = [d["parameters"]["site"] for d in deployments if "aws" in d["entrypoint"]]
+    sites = [d["parameters"]["site"] for d in deployments if "site" in d.get("parameters", {})]
     assert len(sites) == 2
     for given in sites:
         assert AwsSite.model_validate(given) == site()

@@ -16,9 +16,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from pipeline_config.fields import NonEmptyStr
 
@@ -93,14 +101,29 @@ class RdsSettings(_Settings):
     )
 
 
-class IngressRule(_Settings):
-    """One more inbound TCP rule on one of the site's own groups."""
+@dataclass(frozen=True)
+class IngressRule:
+    """One more inbound TCP rule on one of the site's own groups (`group:port:cidr`)."""
 
-    group: Literal["analytics", "director", "emr-rds"] = Field(
-        ..., description="The group the rule goes on."
-    )
-    port: int = Field(..., ge=1, le=65535, description="TCP port.")
-    cidr: Cidr = Field(..., description="Source CIDR, e.g. `10.0.0.0/16`.")
+    group: str
+    port: int
+    cidr: str
+
+
+_INGRESS = r"^(analytics|director|emr-rds):[0-9]{1,5}:[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"
+
+
+def _ingress_rule(value: str) -> str:
+    group, port, cidr = value.split(":")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: port {port} is not 1-65535")
+    _ipv4_cidr(cidr)
+    return value
+
+
+# A string rather than an object: the UI's run form shows a list of strings with its
+# description, where a list of objects shows nothing until an item is added.
+IngressRuleText = Annotated[str, StringConstraints(pattern=_INGRESS), AfterValidator(_ingress_rule)]
 
 
 class AwsSite(_Settings):
@@ -136,9 +159,13 @@ class AwsSite(_Settings):
     reports_bucket: bool = Field(
         default=True, description="Create the analytics-api reports bucket and its read user."
     )
-    extra_ingress: list[IngressRule] = Field(
+    extra_ingress: list[IngressRuleText] = Field(
         default_factory=list,
-        description="More TCP rules on the site's groups (checked by the plan's lint).",
+        description=(
+            "More TCP rules on the site's groups, each `group:port:cidr` such as "
+            "`analytics:18110:10.0.0.0/16` (group `analytics`, `director` or `emr-rds`; "
+            "checked by the plan's lint)."
+        ),
     )
     edxapp_bucket: NonEmptyStr | None = Field(
         default=None, description="The edxapp bucket (EDXAPP_GRADE_BUCKET) for `grades-download/*`."
@@ -162,6 +189,14 @@ class AwsSite(_Settings):
         if (self.edxapp_bucket is None) != (self.edxapp_user_arn is None):
             raise ValueError("edxapp_bucket and edxapp_user_arn go together (grades-download)")
         return self
+
+    @property
+    def extra_rules(self) -> list[IngressRule]:
+        found = []
+        for text in self.extra_ingress:
+            group, port, cidr = text.split(":")
+            found.append(IngressRule(group, int(port), cidr))
+        return found
 
     # -- names the seed derives from the client --------------------------------------------------
 
@@ -385,7 +420,7 @@ def desired_resources(site: AwsSite, account_id: str) -> list[Resource]:
         )  # fmt: skip
 
     def extra(name: str) -> list[Rule]:
-        return [Rule(r.port, cidr=r.cidr) for r in site.extra_ingress if r.group == name]
+        return [Rule(r.port, cidr=r.cidr) for r in site.extra_rules if r.group == name]
 
     found += [
         group(DIRECTOR_GROUP, "ansible director: SSH", rules(

@@ -129,10 +129,10 @@ def test_changed_sizes_are_updates_and_a_new_image_a_replace():
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"group": "analytics", "port": 8080, "cidr": "10.0.0.0/8"}, "Jenkins' port 8080"),
-        ({"group": "analytics", "port": 8080, "cidr": "0.0.0.0/0"}, "Jenkins' port 8080"),
-        ({"group": "emr-rds", "port": 3306, "cidr": "0.0.0.0/0"}, "opens port 3306 to the world"),
-        ({"group": "director", "port": 443, "cidr": "0.0.0.0/0"}, "only 80 and 443 on analytics"),
+        ("analytics:8080:10.0.0.0/8", "Jenkins' port 8080"),
+        ("analytics:8080:0.0.0.0/0", "Jenkins' port 8080"),
+        ("emr-rds:3306:0.0.0.0/0", "opens port 3306 to the world"),
+        ("director:443:0.0.0.0/0", "only 80 and 443 on analytics"),
     ],
 )
 def test_the_lint_refuses_unsafe_rules(extra, message):
@@ -150,7 +150,7 @@ def test_the_lint_refuses_ssh_to_the_director_from_anywhere():
 
 
 def test_the_lint_lets_the_seeds_rules_and_private_extras_through():
-    extra = {"group": "analytics", "port": 18110, "cidr": "10.0.0.0/16"}
+    extra = "analytics:18110:10.0.0.0/16"
     resources = desired_resources(site(extra_ingress=[extra]), ACCOUNT)
     lint_plan(diff_site("client-name", resources, prerequisites_only(resources)))
 

@@ -65,6 +65,9 @@ def test_every_field_has_a_description():
         ({"director_ssh_cidr": "the office"}, "director_ssh_cidr"),
         ({"edxapp_user_arn": None}, "edxapp_bucket"),
         ({"unknown": 1}, "unknown"),
+        ({"extra_ingress": ["analytics:99999:10.0.0.0/8"]}, "extra_ingress"),
+        ({"extra_ingress": ["analytics:22:10.0.0/8"]}, "extra_ingress"),
+        ({"extra_ingress": ["default:22:10.0.0.0/8"]}, "extra_ingress"),
         ({"client": "   "}, "client"),
     ],
 )

@@ -232,7 +232,7 @@ def test_a_new_image_is_refused_without_allow_replace(account, aws):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"extra_ingress": [{"group": "analytics", "port": 8080, "cidr": "10.0.0.0/8"}]},
+        ({"extra_ingress": ["analytics:8080:10.0.0.0/8"]},
          "analytics: tcp/8080 from 10.0.0.0/8 opens Jenkins' port 8080"),
         ({"director_ssh_cidr": "0.0.0.0/0"}, "director: tcp/22 from 0.0.0.0/0 opens port 22 to "
          "the world"),

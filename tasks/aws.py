@@ -23,7 +23,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -99,12 +99,10 @@ class SiteContext:
     flow_run: str | None = None
     timeout: float = 1800
     poll_interval: float = 5
-    rds_password_block: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tags(self) -> dict[str, str]:
-        return {**tags(self.site, self.flow_run)}
+        return tags(self.site, self.flow_run)
 
     def tag_list(self, name: str | None = None) -> list[dict[str, str]]:
         found = {**self.tags, **({"Name": name} if name else {})}

@@ -39,6 +39,7 @@ PAGE_TIMEOUT_MS = 30_000
 DEPLOYMENTS = {
     "daily", "nightly-backup", "analytics-stack", "analytics-host-setup", "analytics-remote-tasks",
 }  # fmt: skip
+DEPLOYMENTS |= {"aws-analytics", "aws-analytics-destroy", "aws-analytics-databases"}
 
 
 def page_text(page) -> str:

@@ -1,0 +1,30 @@
+"""HA control-plane health: the assessments of :mod:`domain.ha_health`, where data engineers
+look for them (``from tasks.ha_health import assess_pacemaker``).
+
+The assessments themselves are Prefect-free and live in ``domain/`` (pure functions over the
+commands' output); this module re-exports them so that callers need not know where.
+"""
+
+from __future__ import annotations
+
+from domain.ha_health import (
+    CRITICAL,
+    WARNING,
+    Finding,
+    any_critical,
+    assess_galera,
+    assess_galera_cluster,
+    assess_pacemaker,
+    assess_rabbitmq,
+)
+
+__all__ = [
+    "CRITICAL",
+    "WARNING",
+    "Finding",
+    "any_critical",
+    "assess_galera",
+    "assess_galera_cluster",
+    "assess_pacemaker",
+    "assess_rabbitmq",
+]

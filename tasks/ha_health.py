@@ -1,8 +1,9 @@
 """HA control-plane health: the assessments of :mod:`domain.ha_health`, where data engineers
 look for them (``from tasks.ha_health import assess_pacemaker``).
 
-The assessments themselves are Prefect-free and live in ``domain/`` (pure functions over the
-commands' output); this module re-exports them so that callers need not know where.
+The assessments, and the topology lint of an inventory (:mod:`domain.ha_topology`), are
+Prefect-free and live in ``domain/`` (pure functions over the commands' output and the
+inventory); this module re-exports them so that callers need not know where.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from domain.ha_health import (
     assess_pacemaker,
     assess_rabbitmq,
 )
+from domain.ha_topology import lint_topology
 
 __all__ = [
     "CRITICAL",
@@ -27,4 +29,5 @@ __all__ = [
     "assess_galera_cluster",
     "assess_pacemaker",
     "assess_rabbitmq",
+    "lint_topology",
 ]

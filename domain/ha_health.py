@@ -538,3 +538,22 @@ def assess_galera_cluster(
             )
         )
     return findings
+
+
+def parse_wsrep_status(text: str) -> dict[str, str]:
+    """``mariadb --batch -e "SHOW GLOBAL STATUS LIKE 'wsrep_%'"`` output as name -> value.
+
+    Tab-separated lines; a ``Variable_name``/``Value`` header (without
+    ``--skip-column-names``) and lines without a tab are left out, so an error message gives
+    an empty mapping (which :func:`assess_galera` reports).
+
+    Example:
+        >>> parse_wsrep_status("Variable_name\\tValue\\nwsrep_ready\\tON\\n")
+        {'wsrep_ready': 'ON'}
+    """
+    status = {}
+    for line in (text or "").splitlines():
+        name, tab, value = line.partition("\t")
+        if tab and name != "Variable_name":
+            status[name.strip()] = value.strip()
+    return status

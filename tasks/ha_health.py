@@ -17,6 +17,7 @@ from domain.ha_health import (
     assess_galera_cluster,
     assess_pacemaker,
     assess_rabbitmq,
+    parse_wsrep_status,
 )
 from domain.ha_topology import lint_topology
 
@@ -30,4 +31,5 @@ __all__ = [
     "assess_pacemaker",
     "assess_rabbitmq",
     "lint_topology",
+    "parse_wsrep_status",
 ]

@@ -20,6 +20,7 @@ from domain.ha_health import (
     assess_galera_cluster,
     assess_pacemaker,
     assess_rabbitmq,
+    parse_wsrep_status,
 )
 from pipeline.errors import InvalidInput
 from tests.bed import pacemaker
@@ -210,3 +211,10 @@ def test_a_finding_has_one_of_two_severities():
     assert finding.as_row() == {
         "component": "galera", "severity": "warning", "subject": "db1", "message": "slow"
     }  # fmt: skip
+
+
+def test_wsrep_status_text_with_or_without_its_header():
+    text = "Variable_name\tValue\nwsrep_ready\tON\nwsrep_cluster_size\t3\n"
+    assert parse_wsrep_status(text) == {"wsrep_ready": "ON", "wsrep_cluster_size": "3"}
+    assert parse_wsrep_status("wsrep_ready\tOFF\n") == {"wsrep_ready": "OFF"}
+    assert parse_wsrep_status("ERROR 2002 (HY000): Can't connect") == {}

@@ -1,0 +1,122 @@
+"""check-ha-health against a real host: sshd on loopback, crm_mon on CIBs Pacemaker's tools put
+in each state, a real single-node Galera; the table artifact and the run's final state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import uuid
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from blocks.ssh import SshIdentity
+from flows.ha_health import HealthChecks, check_ha_health
+from tests.bed import pacemaker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cibs(tmp_path_factory):
+    return pacemaker.cluster_states(tmp_path_factory.mktemp("ha-flow-cibs"))
+
+
+@pytest.fixture
+def site(ssh_host, galera, tmp_path):
+    """The SSH block, and an inventory whose one backend is the test host."""
+    block = f"ha-ssh-{uuid.uuid4().hex[:8]}"
+    SshIdentity(
+        username=ssh_host.user, private_key=ssh_host.client_key.read_text(),
+        known_hosts=ssh_host.known_hosts_line, port=ssh_host.port, connect_timeout=5,
+    ).save(block)  # fmt: skip
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"backend_servers": [ssh_host.address]}))
+    galera_command = (
+        f"mariadb --no-defaults --socket={shlex.quote(str(galera.socket))} -uroot --batch "
+        "--skip-column-names -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\""
+    )
+    return {"block": block, "inventory": str(inventory), "host": ssh_host,
+            "galera_command": galera_command}  # fmt: skip
+
+
+def checks(site, cib) -> HealthChecks:
+    return HealthChecks(
+        pacemaker_command=f"CIB_file={shlex.quote(str(cib))} crm_mon --one-shot --inactive "
+        "--output-as=xml",
+        galera_command=site["galera_command"],
+    )
+
+
+def artifact_rows(flow_run_id) -> list[dict]:
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
+
+    artifacts = asyncio.run(read())
+    (artifact,) = [a for a in artifacts if a.type == "table"]
+    data = artifact.data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def test_healthy_cluster_completes_with_ok_rows(site, cibs):
+    state = check_ha_health(
+        site["inventory"], ssh_block=site["block"], checks=checks(site, cibs["healthy"]),
+        lint=False, return_state=True,
+    )  # fmt: skip
+    assert state.is_completed(), state.message
+    host = site["host"].address
+    expected = [
+        {"component": "pacemaker", "node": host, "state": "ok", "finding": ""},
+        {"component": "galera", "node": host, "state": "ok", "finding": ""},
+    ]
+    assert state.result() == expected
+    assert artifact_rows(state.state_details.flow_run_id) == expected
+
+
+def test_a_node_down_fails_the_run_naming_it(site, cibs):
+    state = check_ha_health(
+        site["inventory"], ssh_block=site["block"], checks=checks(site, cibs["node_down"]),
+        lint=False, return_state=True,
+    )  # fmt: skip
+    assert state.is_failed()
+    assert "first: pacemaker node3: node node3 is offline" in state.message
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert {"component": "pacemaker", "node": site["host"].address, "state": "critical",
+            "finding": "node3: node node3 is offline"} in rows  # fmt: skip
+    assert {"component": "galera", "node": site["host"].address, "state": "ok",
+            "finding": ""} in rows  # fmt: skip
+
+
+def test_the_topology_lint_runs_with_the_checks(site, cibs):
+    state = check_ha_health(
+        site["inventory"], ssh_block=site["block"], checks=checks(site, cibs["healthy"]),
+        return_state=True,
+    )  # fmt: skip
+    assert state.is_failed()
+    assert "first: topology mysql: mysql runs on a single node" in state.message
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert [r["node"] for r in rows if r["component"] == "topology"] == [
+        "mysql", "mongodb", "load_balancer"
+    ]  # fmt: skip
+
+
+def test_an_unreachable_host_is_critical_and_named(site, cibs):
+    site["host"].stop()
+    state = check_ha_health(
+        site["inventory"], ssh_block=site["block"], checks=checks(site, cibs["healthy"]),
+        lint=False, return_state=True,
+    )  # fmt: skip
+    assert state.is_failed()
+    host = site["host"].address
+    assert f"first: ssh {host}:" in state.message
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert [(r["component"], r["node"], r["state"]) for r in rows] == [
+        ("ssh", host, "critical"), ("galera", host, "critical"),
+    ]  # fmt: skip

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,6 +44,7 @@ CRITICAL: Severity = "critical"
 WARNING: Severity = "warning"
 SEVERITIES = (CRITICAL, WARNING)
 
+VIP = "vip"
 PACEMAKER = "pacemaker"
 RABBITMQ = "rabbitmq"
 GALERA = "galera"
@@ -557,3 +559,39 @@ def parse_wsrep_status(text: str) -> dict[str, str]:
         if tab and name != "Variable_name":
             status[name.strip()] = value.strip()
     return status
+
+
+def assess_vip(vip: str, addresses: Mapping[str, Iterable[str] | str]) -> list[Finding]:
+    """Judge where a virtual IP is: it must be on exactly one node.
+
+    Args:
+        vip: The virtual IP (e.g. the inventory's ``galera_vip``).
+        addresses: Node -> the addresses on its interfaces (``ip -o addr`` parsed), or a
+            string saying why they could not be read (then the node is not counted).
+
+    Returns:
+        A critical finding naming the VIP when it is on two or more nodes, or on none.
+    """
+    try:
+        wanted = ipaddress.ip_address(vip)
+    except ValueError:
+        return [_critical(VIP, str(vip), f"{vip!r} is not an IP address")]
+    holders, unknown = [], []
+    for node, listed in addresses.items():
+        if isinstance(listed, str):
+            unknown.append(node)
+            continue
+        mine = set()
+        for address in listed:
+            try:
+                mine.add(ipaddress.ip_address(address))
+            except ValueError:
+                continue
+        if wanted in mine:
+            holders.append(node)
+    if len(holders) > 1:
+        return [_critical(VIP, vip, f"VIP {vip} is on {len(holders)} nodes: {', '.join(holders)}")]
+    if not holders:
+        unasked = f" ({', '.join(unknown)} could not be asked)" if unknown else ""
+        return [_critical(VIP, vip, f"VIP {vip} is on no node{unasked}")]
+    return []

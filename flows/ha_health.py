@@ -4,7 +4,8 @@ The story:
 1. read the inventory (INI or JSON form) and lint its topology (seeds 002 and 003: clusters
    of at least 3, odd, at most 16; no stateful service on a single node);
 2. on every host of the cluster's group, over one verified SSH session each, run the
-   read-only checks: crm_mon's XML, the Galera node's wsrep status, RabbitMQ's cluster status;
+   read-only checks: crm_mon's XML, the Galera node's wsrep status, RabbitMQ's cluster status,
+   the host's addresses (the group's `galera_vip` must be on exactly one host);
 3. judge them (:mod:`domain.ha_health`): a node offline, no quorum, a failed action, a Galera
    node not Synced or a smaller cluster, a RabbitMQ disk node down, an unreachable host...;
 4. publish a table artifact (component, node, state, finding) and fail the run when any
@@ -18,7 +19,7 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.ssh import SshIdentity
-from domain.ha_health import GALERA, PACEMAKER, RABBITMQ, Finding
+from domain.ha_health import GALERA, PACEMAKER, RABBITMQ, VIP, Finding
 from domain.ha_topology import lint_topology
 from domain.inventory import GROUPS, load_inventory
 from domain.names import artifact_key
@@ -55,6 +56,14 @@ class HealthChecks(BaseModel):
         default=DEFAULT_COMMANDS[RABBITMQ],
         description="Prints `rabbitmqctl cluster_status --formatter json`.",
     )
+    vip: bool = Field(
+        default=True,
+        description="Check that the group's `galera_vip` (inventory variable) is on exactly "
+        "one host; skipped when the inventory has none.",
+    )
+    vip_command: NonEmptyStr = Field(
+        default=DEFAULT_COMMANDS[VIP], description="Lists the host's addresses (`ip -o addr`)."
+    )
     command_timeout_seconds: float = Field(
         default=30, gt=0, description="Seconds each command may run on a host."
     )
@@ -71,6 +80,7 @@ class HealthChecks(BaseModel):
             PACEMAKER: (self.pacemaker, self.pacemaker_command),
             GALERA: (self.galera, self.galera_command),
             RABBITMQ: (self.rabbitmq, self.rabbitmq_command),
+            VIP: (self.vip, self.vip_command),
         }
         return {check: command for check, (enabled, command) in chosen.items() if enabled}
 
@@ -110,6 +120,10 @@ def check_ha_health(
         if not found:
             rows.append(HealthRow("topology", checks.group, "ok", ""))
     commands = checks.commands()
+    vip = inventory.group_vars.get(checks.group, {}).get("galera_vip")
+    if VIP in commands and not vip:
+        logger.info("no galera_vip for %s in %s: VIP check skipped", checks.group, inventory_file)
+        del commands[VIP]
     if commands:
         identity = SshIdentity.load(ssh_block)
         futures = [
@@ -117,7 +131,9 @@ def check_ha_health(
             for host in hosts
         ]
         gathered = [future.result() for future in futures]
-        found, checked = assess_gathered(gathered, checks=commands, expected_nodes=len(hosts))
+        found, checked = assess_gathered(
+            gathered, checks=commands, expected_nodes=len(hosts), vip=vip
+        )
         findings += found
         rows += checked
     table = [row.as_row() for row in rows]

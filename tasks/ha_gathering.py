@@ -21,19 +21,23 @@ from domain.ha_health import (
     GALERA,
     PACEMAKER,
     RABBITMQ,
+    VIP,
     Finding,
     assess_galera_cluster,
     assess_pacemaker,
     assess_rabbitmq,
+    assess_vip,
     parse_wsrep_status,
 )
 from remote.ssh import CommandResult
+from tasks.ssh import parse_ip_addresses
 
 #: Read-only commands per check (a deployment may replace them, e.g. with `sudo -n`).
 DEFAULT_COMMANDS = {
     PACEMAKER: "crm_mon --one-shot --inactive --output-as=xml",
     GALERA: "mariadb --batch --skip-column-names -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\"",
     RABBITMQ: "rabbitmqctl cluster_status --formatter json",
+    VIP: "ip -o addr show",
 }
 
 
@@ -108,7 +112,11 @@ def gather_host(
 
 
 def assess_gathered(
-    gathered: Sequence[Gathered], *, checks: Collection[str], expected_nodes: int
+    gathered: Sequence[Gathered],
+    *,
+    checks: Collection[str],
+    expected_nodes: int,
+    vip: str | None = None,
 ) -> tuple[list[Finding], list[HealthRow]]:
     """Findings of every check on every host, and the table's rows (an ``ok`` row for each
     check on a host that found nothing).
@@ -118,6 +126,7 @@ def assess_gathered(
         checks: The checks that were asked for (a host that could not run them still counts).
         expected_nodes: The cluster's size in the inventory (Pacemaker nodes, Galera size,
             RabbitMQ disk nodes).
+        vip: The virtual IP the ``vip`` check looks for on every host (exactly one must hold it).
     """
     findings: list[Finding] = []
     rows: list[HealthRow] = []
@@ -131,21 +140,30 @@ def assess_gathered(
             rows.append(HealthRow(component, node, "ok", ""))
 
     galera: dict[str, Mapping[str, str] | str | None] = {}
+    vip_addresses: dict[str, tuple[str, ...] | str] = {}
     for entry in gathered:
         if entry.unreachable is not None:
             record("ssh", entry.host, [Finding("ssh", CRITICAL, entry.host, entry.unreachable)])
-            galera[entry.host] = entry.unreachable
+            galera[entry.host] = vip_addresses[entry.host] = entry.unreachable
             continue
         for check, why in entry.errors.items():
             record(check, entry.host, [Finding(check, CRITICAL, entry.host, why)])
             if check == GALERA:
                 galera[entry.host] = why
+            elif check == VIP:
+                vip_addresses[entry.host] = why
         for check, result in entry.results.items():
             output = result.stdout if result.stdout.strip() else result.stderr
             if check == PACEMAKER:
                 record(check, entry.host, assess_pacemaker(output, expected_nodes=expected_nodes))
             elif check == RABBITMQ:
                 record(check, entry.host, assess_rabbitmq(output, expected_nodes=expected_nodes))
+            elif check == VIP:
+                vip_addresses[entry.host] = (
+                    parse_ip_addresses(result.stdout)
+                    if result.exit_status == 0
+                    else f"exit status {result.exit_status}"
+                )
             elif check == GALERA:
                 status = parse_wsrep_status(result.stdout) if result.exit_status == 0 else {}
                 galera[entry.host] = status or (
@@ -159,4 +177,8 @@ def assess_gathered(
             by_node.setdefault(node, []).append(finding)
         for node, node_findings in by_node.items():
             record(GALERA, node, node_findings)
+    if VIP in checks and vip is not None:
+        found = assess_vip(vip, vip_addresses)
+        holders = [h for h, a in vip_addresses.items() if not isinstance(a, str) and vip in a]
+        record(VIP, "cluster" if found else holders[0], found)
     return findings, rows

@@ -9,6 +9,7 @@ session. RabbitMQ and Galera outputs of real clusters are assessed in
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -20,9 +21,11 @@ from domain.ha_health import (
     assess_galera_cluster,
     assess_pacemaker,
     assess_rabbitmq,
+    assess_vip,
     parse_wsrep_status,
 )
 from pipeline.errors import InvalidInput
+from tasks.ssh import parse_ip_addresses
 from tests.bed import pacemaker
 from tests.bed.pacemaker import NODES, VIP
 
@@ -218,3 +221,17 @@ def test_wsrep_status_text_with_or_without_its_header():
     assert parse_wsrep_status(text) == {"wsrep_ready": "ON", "wsrep_cluster_size": "3"}
     assert parse_wsrep_status("wsrep_ready\tOFF\n") == {"wsrep_ready": "OFF"}
     assert parse_wsrep_status("ERROR 2002 (HY000): Can't connect") == {}
+
+
+def test_a_vip_on_two_nodes_or_on_none_is_critical():
+    # This machine's own `ip -o addr show`, as two nodes would print it.
+    listed = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True,
+                            check=True).stdout  # fmt: skip
+    addresses = parse_ip_addresses(listed)
+    assert "127.0.0.1" in addresses
+    assert assess_vip("127.0.0.1", {"db1": addresses, "db2": ("10.9.9.9",)}) == []
+    (finding,) = assess_vip("127.0.0.1", {"db1": addresses, "db2": addresses})
+    assert (finding.severity, finding.subject) == ("critical", "127.0.0.1")
+    assert finding.message == "VIP 127.0.0.1 is on 2 nodes: db1, db2"
+    (finding,) = assess_vip("192.0.2.10", {"db1": addresses, "db2": "connection refused"})
+    assert finding.message == "VIP 192.0.2.10 is on no node (db2 could not be asked)"

@@ -120,3 +120,24 @@ def test_an_unreachable_host_is_critical_and_named(site, cibs):
     assert [(r["component"], r["node"], r["state"]) for r in rows] == [
         ("ssh", host, "critical"), ("galera", host, "critical"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("vip", "held"), [("127.0.0.1", True), ("192.0.2.10", False)])
+def test_the_vip_must_be_on_exactly_one_host(site, cibs, vip, held, tmp_path):
+    inventory = tmp_path / "with-vip.json"
+    inventory.write_text(json.dumps({
+        "backend_servers": {"hosts": [site["host"].address], "vars": {"galera_vip": vip}}
+    }))  # fmt: skip
+    state = check_ha_health(
+        str(inventory), ssh_block=site["block"], checks=checks(site, cibs["healthy"]),
+        lint=False, return_state=True,
+    )  # fmt: skip
+    rows = artifact_rows(state.state_details.flow_run_id)
+    (row,) = [r for r in rows if r["component"] == "vip"]
+    if held:
+        assert state.is_completed(), state.message
+        assert row == {"component": "vip", "node": site["host"].address, "state": "ok",
+                       "finding": ""}  # fmt: skip
+    else:
+        assert state.is_failed()
+        assert row["state"] == "critical" and row["finding"] == f"{vip}: VIP {vip} is on no node"

@@ -34,18 +34,23 @@ def _timeout(what: str):
 # -- RabbitMQ ----------------------------------------------------------------------------------
 
 
+def _running(cluster, fixture: str, what: str):
+    """Start `cluster` (timed, recorded as `fixture`), yield it, stop it whatever happened."""
+    started = time.perf_counter()
+    try:
+        with _Stopwatch(fixture):
+            cluster.start()
+        print(f"\n{what} started in {time.perf_counter() - started:.1f} s")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(scope="module")
 def rabbit(tmp_path_factory) -> Iterator[RabbitCluster]:
     require_programs(missing_rabbitmq_programs(), "RabbitMQ")
     cluster = RabbitCluster(tmp_path_factory.mktemp("rabbitmq"))
-    started = time.perf_counter()
-    try:
-        with _Stopwatch("rabbitmq_cluster"):
-            cluster.start()
-        print(f"\nRabbitMQ 3-node cluster started in {time.perf_counter() - started:.1f} s")
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _running(cluster, "rabbitmq_cluster", "RabbitMQ 3-node cluster")
 
 
 def test_rabbitmq_healthy_cluster_has_no_finding(rabbit):
@@ -107,15 +112,7 @@ def test_rabbitmq_stopped_node_is_critical_and_named(rabbit):
 @pytest.fixture(scope="module")
 def galera_cluster() -> Iterator[GaleraCluster]:
     require_programs(missing_galera_cluster_programs(), "Galera cluster")
-    cluster = GaleraCluster(size=3)
-    started = time.perf_counter()
-    try:
-        with _Stopwatch("galera_cluster"):
-            cluster.start()
-        print(f"\nGalera 3-node cluster formed in {time.perf_counter() - started:.1f} s")
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _running(GaleraCluster(size=3), "galera_cluster", "Galera 3-node cluster")
 
 
 def test_galera_cluster_runs_unprivileged_and_is_healthy(galera_cluster):

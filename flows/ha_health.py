@@ -5,7 +5,8 @@ The story:
    of at least 3, odd, at most 16; no stateful service on a single node);
 2. on every host of the cluster's group, over one verified SSH session each, run the
    read-only checks: crm_mon's XML, the Galera node's wsrep status, RabbitMQ's cluster status,
-   the host's addresses (the group's `galera_vip` must be on exactly one host);
+   the host's addresses (the group's `galera_vip` must be on exactly one host), and the
+   record a dead backup run left (`tasks.node_record`);
 3. judge them (:mod:`domain.ha_health`): a node offline, no quorum, a failed action, a Galera
    node not Synced or a smaller cluster, a RabbitMQ disk node down, an unreachable host...;
 4. publish a table artifact (component, node, state, finding) and fail the run when any
@@ -25,7 +26,16 @@ from domain.inventory import GROUPS, load_inventory
 from domain.names import artifact_key
 from pipeline.errors import InvalidInput, OperationFailed
 from pipeline_config.fields import NonEmptyStr
-from tasks.ha_gathering import DEFAULT_COMMANDS, HealthRow, assess_gathered, gather_host
+from tasks.ha_gathering import (
+    BACKUP,
+    DEFAULT_COMMANDS,
+    HealthRow,
+    assess_gathered,
+    backup_record_findings,
+    gather_host,
+    rows_for,
+)
+from tasks.node_record import DEFAULT_RECORD_PATH
 
 FLOW_NAME = "check-ha-health"
 
@@ -63,6 +73,11 @@ class HealthChecks(BaseModel):
     )
     vip_command: NonEmptyStr = Field(
         default=DEFAULT_COMMANDS[VIP], description="Lists the host's addresses (`ip -o addr`)."
+    )
+    backup_record_path: NonEmptyStr | None = Field(
+        default=DEFAULT_RECORD_PATH,
+        description="Where a backup run records on a node what it is changing; a record left "
+        "by a dead run is critical. None: not checked.",
     )
     command_timeout_seconds: float = Field(
         default=30, gt=0, description="Seconds each command may run on a host."
@@ -120,12 +135,13 @@ def check_ha_health(
         if not found:
             rows.append(HealthRow("topology", checks.group, "ok", ""))
     commands = checks.commands()
+    identity = SshIdentity.load(ssh_block)
     vip = inventory.group_vars.get(checks.group, {}).get("galera_vip")
     if VIP in commands and not vip:
         logger.info("no galera_vip for %s in %s: VIP check skipped", checks.group, inventory_file)
         del commands[VIP]
+    gathered = []
     if commands:
-        identity = SshIdentity.load(ssh_block)
         futures = [
             gather_host.submit(identity, host, commands, checks.command_timeout_seconds)
             for host in hosts
@@ -136,6 +152,16 @@ def check_ha_health(
         )
         findings += found
         rows += checked
+    if checks.backup_record_path is not None:
+        unreachable = {g.host for g in gathered if g.unreachable is not None}
+        for host in hosts:
+            if host in unreachable:
+                continue
+            found = backup_record_findings(
+                identity, host, checks.backup_record_path, checks.command_timeout_seconds
+            )
+            findings += found
+            rows += rows_for(BACKUP, host, found)
     table = [row.as_row() for row in rows]
     create_table_artifact(
         key=artifact_key(f"ha-health-{checks.group}", "ha-health"),

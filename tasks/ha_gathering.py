@@ -22,6 +22,7 @@ from domain.ha_health import (
     PACEMAKER,
     RABBITMQ,
     VIP,
+    WARNING,
     Finding,
     assess_galera_cluster,
     assess_pacemaker,
@@ -30,7 +31,10 @@ from domain.ha_health import (
     parse_wsrep_status,
 )
 from remote.ssh import CommandResult
+from tasks.node_record import holder_of, read_change
 from tasks.ssh import parse_ip_addresses
+
+BACKUP = "backup"
 
 #: Read-only commands per check (a deployment may replace them, e.g. with `sudo -n`).
 DEFAULT_COMMANDS = {
@@ -69,6 +73,13 @@ class HealthRow:
             "state": self.state,
             "finding": self.finding,
         }
+
+
+def rows_for(component: str, node: str, found: Sequence[Finding]) -> list[HealthRow]:
+    """The table's rows for one check on one node: a row per finding, or one ``ok`` row."""
+    if not found:
+        return [HealthRow(component, node, "ok", "")]
+    return [HealthRow(component, node, f.severity, f"{f.subject}: {f.message}") for f in found]
 
 
 @task(
@@ -111,6 +122,42 @@ def gather_host(
     return Gathered(host, results, errors)
 
 
+@task(
+    name="check-backup-record",
+    task_run_name="check-backup-record {host}",
+    cache_policy=NO_CACHE,  # the identity holds a key
+    retries=0,
+)
+def backup_record_findings(
+    identity: SshIdentity, host: str, path: str, timeout: float
+) -> list[Finding]:
+    """The record a backup run leaves on a node while it changes it (`tasks.node_record`).
+
+    A record whose run is dead (crashed, killed, unknown to the API) means the node may still
+    be desynced, read-locked or stopped: critical. A live run's record is a backup at work: a
+    warning. An unreadable record is critical too (a person must look).
+    """
+    try:
+        change = read_change.fn(identity, host, path, timeout)
+    except SshError as exc:
+        return [Finding(BACKUP, CRITICAL, host, str(exc))]
+    if change is None:
+        return []
+    holder = holder_of(change, current_run_id=None)
+    run = f"backup run {change.run_label()} ({holder.state})"
+    if holder.alive:
+        return [Finding(BACKUP, WARNING, host, f"{run} is at work: {change.describe()}")]
+    return [
+        Finding(
+            BACKUP,
+            CRITICAL,
+            host,
+            f"{run} left {host} {change.describe()}; the next backup of this node repairs it "
+            f"first (or repair by hand and remove {path})",
+        )
+    ]
+
+
 def assess_gathered(
     gathered: Sequence[Gathered],
     *,
@@ -133,11 +180,7 @@ def assess_gathered(
 
     def record(component: str, node: str, found: list[Finding]) -> None:
         findings.extend(found)
-        rows.extend(
-            HealthRow(component, node, f.severity, f"{f.subject}: {f.message}") for f in found
-        )
-        if not found:
-            rows.append(HealthRow(component, node, "ok", ""))
+        rows.extend(rows_for(component, node, found))
 
     galera: dict[str, Mapping[str, str] | str | None] = {}
     vip_addresses: dict[str, tuple[str, ...] | str] = {}

@@ -7,6 +7,7 @@ import asyncio
 import json
 import shlex
 import uuid
+from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -14,6 +15,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from blocks.ssh import SshIdentity
 from flows.ha_health import HealthChecks, check_ha_health
+from tasks.node_record import NodeChange
 from tests.bed import pacemaker
 
 pytestmark = pytest.mark.slow
@@ -39,7 +41,8 @@ def site(ssh_host, galera, tmp_path):
         "--skip-column-names -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\""
     )
     return {"block": block, "inventory": str(inventory), "host": ssh_host,
-            "galera_command": galera_command}  # fmt: skip
+            "galera_command": galera_command,
+            "record_path": str(tmp_path / "node-record" / "backup-state.json")}  # fmt: skip
 
 
 def checks(site, cib) -> HealthChecks:
@@ -47,6 +50,7 @@ def checks(site, cib) -> HealthChecks:
         pacemaker_command=f"CIB_file={shlex.quote(str(cib))} crm_mon --one-shot --inactive "
         "--output-as=xml",
         galera_command=site["galera_command"],
+        backup_record_path=site["record_path"],
     )
 
 
@@ -75,6 +79,7 @@ def test_healthy_cluster_completes_with_ok_rows(site, cibs):
     expected = [
         {"component": "pacemaker", "node": host, "state": "ok", "finding": ""},
         {"component": "galera", "node": host, "state": "ok", "finding": ""},
+        {"component": "backup", "node": host, "state": "ok", "finding": ""},
     ]
     assert state.result() == expected
     assert artifact_rows(state.state_details.flow_run_id) == expected
@@ -141,3 +146,27 @@ def test_the_vip_must_be_on_exactly_one_host(site, cibs, vip, held, tmp_path):
     else:
         assert state.is_failed()
         assert row["state"] == "critical" and row["finding"] == f"{vip}: VIP {vip} is on no node"
+
+
+def test_a_record_left_by_a_dead_backup_run_is_critical(site, cibs):
+    record = Path(site["record_path"])
+    record.parent.mkdir()
+    dead_run = str(uuid.uuid4())  # a run the Prefect API does not know: dead
+    record.write_bytes(NodeChange.now(
+        flow_run_id=dead_run, flow_run_name="gone-run", server="backend1", mode="lock",
+        changes=("desync", "read_lock"), galera=True, cluster_size=3, lease_id=None,
+    ).to_json())  # fmt: skip
+    state = check_ha_health(
+        site["inventory"], ssh_block=site["block"], checks=checks(site, cibs["healthy"]),
+        lint=False, return_state=True,
+    )  # fmt: skip
+    assert state.is_failed()
+    host = site["host"].address
+    assert (
+        f"first: backup {host}: backup run gone-run ({dead_run}) (unknown to the Prefect "
+        f"API) left {host} desynced (wsrep_desync = ON) and read-locked" in state.message
+    )
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert [(r["component"], r["state"]) for r in rows] == [
+        ("pacemaker", "ok"), ("galera", "ok"), ("backup", "critical"),
+    ]  # fmt: skip

@@ -54,6 +54,14 @@ def checks(site, cib) -> HealthChecks:
     )
 
 
+def run(site, cib, inventory=None, lint=False):
+    """One check-ha-health run on the site's host; its final state."""
+    return check_ha_health(
+        str(inventory or site["inventory"]), ssh_block=site["block"], checks=checks(site, cib),
+        lint=lint, return_state=True,
+    )  # fmt: skip
+
+
 def artifact_rows(flow_run_id) -> list[dict]:
     async def read():
         async with get_client() as client:
@@ -70,10 +78,7 @@ def artifact_rows(flow_run_id) -> list[dict]:
 
 
 def test_healthy_cluster_completes_with_ok_rows(site, cibs):
-    state = check_ha_health(
-        site["inventory"], ssh_block=site["block"], checks=checks(site, cibs["healthy"]),
-        lint=False, return_state=True,
-    )  # fmt: skip
+    state = run(site, cibs["healthy"])
     assert state.is_completed(), state.message
     host = site["host"].address
     expected = [
@@ -86,10 +91,7 @@ def test_healthy_cluster_completes_with_ok_rows(site, cibs):
 
 
 def test_a_node_down_fails_the_run_naming_it(site, cibs):
-    state = check_ha_health(
-        site["inventory"], ssh_block=site["block"], checks=checks(site, cibs["node_down"]),
-        lint=False, return_state=True,
-    )  # fmt: skip
+    state = run(site, cibs["node_down"])
     assert state.is_failed()
     assert "first: pacemaker node3: node node3 is offline" in state.message
     rows = artifact_rows(state.state_details.flow_run_id)
@@ -100,10 +102,7 @@ def test_a_node_down_fails_the_run_naming_it(site, cibs):
 
 
 def test_the_topology_lint_runs_with_the_checks(site, cibs):
-    state = check_ha_health(
-        site["inventory"], ssh_block=site["block"], checks=checks(site, cibs["healthy"]),
-        return_state=True,
-    )  # fmt: skip
+    state = run(site, cibs["healthy"], lint=True)
     assert state.is_failed()
     assert "first: topology mysql: mysql runs on a single node" in state.message
     rows = artifact_rows(state.state_details.flow_run_id)
@@ -114,10 +113,7 @@ def test_the_topology_lint_runs_with_the_checks(site, cibs):
 
 def test_an_unreachable_host_is_critical_and_named(site, cibs):
     site["host"].stop()
-    state = check_ha_health(
-        site["inventory"], ssh_block=site["block"], checks=checks(site, cibs["healthy"]),
-        lint=False, return_state=True,
-    )  # fmt: skip
+    state = run(site, cibs["healthy"])
     assert state.is_failed()
     host = site["host"].address
     assert f"first: ssh {host}:" in state.message
@@ -133,10 +129,7 @@ def test_the_vip_must_be_on_exactly_one_host(site, cibs, vip, held, tmp_path):
     inventory.write_text(json.dumps({
         "backend_servers": {"hosts": [site["host"].address], "vars": {"galera_vip": vip}}
     }))  # fmt: skip
-    state = check_ha_health(
-        str(inventory), ssh_block=site["block"], checks=checks(site, cibs["healthy"]),
-        lint=False, return_state=True,
-    )  # fmt: skip
+    state = run(site, cibs["healthy"], inventory=inventory)
     rows = artifact_rows(state.state_details.flow_run_id)
     (row,) = [r for r in rows if r["component"] == "vip"]
     if held:
@@ -156,10 +149,7 @@ def test_a_record_left_by_a_dead_backup_run_is_critical(site, cibs):
         flow_run_id=dead_run, flow_run_name="gone-run", server="backend1", mode="lock",
         changes=("desync", "read_lock"), galera=True, cluster_size=3, lease_id=None,
     ).to_json())  # fmt: skip
-    state = check_ha_health(
-        site["inventory"], ssh_block=site["block"], checks=checks(site, cibs["healthy"]),
-        lint=False, return_state=True,
-    )  # fmt: skip
+    state = run(site, cibs["healthy"])
     assert state.is_failed()
     host = site["host"].address
     assert (

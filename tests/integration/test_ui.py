@@ -39,6 +39,7 @@ PAGE_TIMEOUT_MS = 30_000
 DEPLOYMENTS = {
     "daily", "nightly-backup", "analytics-stack", "analytics-host-setup", "analytics-remote-tasks",
 }  # fmt: skip
+DEPLOYMENTS |= {"ha-health"}  # check-ha-health (flows/ha_health.py)
 
 
 def page_text(page) -> str:

@@ -8,8 +8,8 @@
   :data:`MISSED_AFTER_SECONDS` (26 hours: a day plus a margin for a slow run).
 
 Each alarm sends the message to a notification block the operator saved (a custom webhook,
-Slack, email...; :data:`NOTIFY_BLOCK`). Messages name the deployment, the run and its state
-message (the first finding of a health run), never a parameter or a secret.
+Slack, e-mail through SendGrid...; :data:`NOTIFY_BLOCK`). Messages name the deployment, the run
+and its state message (the first finding of a health run), never a parameter or a secret.
 
 Create or update them (from the repository root, against the Prefect API of the profile):
 
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--notify-block",
         default=NOTIFY_BLOCK,
         help="notification block as `<block type slug>/<name>`, e.g. custom-webhook/ops-alarms, "
-        "slack-webhook/ops, email/ops (saved beforehand)",
+        "slack-webhook/ops (any notification block, saved beforehand)",
     )
     args = parser.parse_args(argv)
     for automation in apply_alarms(args.notify_block):

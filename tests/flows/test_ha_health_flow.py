@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.states import Completed, Running
 
 from blocks.ssh import SshIdentity
 from flows.ha_health import HealthChecks, check_ha_health
@@ -160,3 +161,26 @@ def test_a_record_left_by_a_dead_backup_run_is_critical(site, cibs):
     assert [(r["component"], r["state"]) for r in rows] == [
         ("pacemaker", "ok"), ("galera", "ok"), ("backup", "critical"),
     ]  # fmt: skip
+
+
+def test_a_record_of_a_backup_at_work_is_a_warning(site, cibs):
+    with get_client(sync_client=True) as client:
+        running = client.create_flow_run(check_ha_health, state=Running())  # any live run
+    record = Path(site["record_path"])
+    record.parent.mkdir()
+    # Written by this (live) process for a run the API shows Running: a backup at work.
+    record.write_bytes(NodeChange.now(
+        flow_run_id=str(running.id), flow_run_name=running.name, server="backend1",
+        mode="lock", changes=("desync",), galera=True, cluster_size=3, lease_id=None,
+    ).to_json())  # fmt: skip
+    try:
+        state = run(site, cibs["healthy"])
+    finally:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(running.id, Completed(), force=True)
+    assert state.is_completed(), state.message
+    rows = artifact_rows(state.state_details.flow_run_id)
+    (backup,) = [r for r in rows if r["component"] == "backup"]
+    assert backup["state"] == "warning"
+    words = f"backup run {running.name} ({running.id}) (Running) is at work: desynced"
+    assert words in backup["finding"]

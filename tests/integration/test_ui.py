@@ -40,6 +40,7 @@ DEPLOYMENTS = {
     "daily", "nightly-backup", "analytics-stack", "analytics-host-setup", "analytics-remote-tasks",
 }  # fmt: skip
 DEPLOYMENTS |= {"aws-analytics", "aws-analytics-destroy", "aws-analytics-databases"}
+DEPLOYMENTS |= {"ha-health"}  # check-ha-health (flows/ha_health.py)
 
 
 def page_text(page) -> str:

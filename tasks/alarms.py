@@ -1,0 +1,163 @@
+"""Alarms that reach a person: Prefect automations defined here, created by one command.
+
+- ``failed-or-crashed-run``: a run of one of the scheduled deployments (the nightly backup,
+  the daily import, the health check) ends Failed or Crashed. A health run with a critical
+  finding is a Failed run whose state message names the first finding, so this alarm covers
+  it too.
+- ``missed-<deployment>``: no Completed run of the daily import or the nightly backup within
+  :data:`MISSED_AFTER_SECONDS` (26 hours: a day plus a margin for a slow run).
+
+Each alarm sends the message to a notification block the operator saved (a custom webhook,
+Slack, e-mail through SendGrid...; :data:`NOTIFY_BLOCK`). Messages name the deployment, the run
+and its state message (the first finding of a health run), never a parameter or a secret.
+
+Create or update them (from the repository root, against the Prefect API of the profile):
+
+    uv run python -m tasks.alarms --notify-block custom-webhook/ops-alarms
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prefect.automations import Automation, EventTrigger, Posture, SendNotification
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+
+from pipeline.errors import InvalidInput, NotFound
+
+#: The notification block the alarms send to (`<block type slug>/<name>`), unless told otherwise.
+NOTIFY_BLOCK = "custom-webhook/ops-alarms"
+#: The scheduled deployments (flow name/deployment name) whose failures reach a person.
+SCHEDULED_DEPLOYMENTS = (
+    "analytics-import/daily",
+    "backup-backend-node/nightly-backup",
+    "check-ha-health/ha-health",
+)
+#: The daily deployments whose silence is an alarm too.
+DAILY_DEPLOYMENTS = ("analytics-import/daily", "backup-backend-node/nightly-backup")
+MISSED_AFTER_SECONDS = 26 * 3600
+PREFIX = "edx-ops: "
+
+FAILED_BODY = (
+    "Flow run {{ flow_run.name }} of deployment {{ deployment.name }} ended "
+    "{{ flow_run.state.name }}: {{ flow_run.state.message }}"
+)
+
+
+class NotifyBlockNotFound(NotFound):
+    """The notification block the alarms should send to is not saved."""
+
+
+def failed_run_alarm(deployment_ids: Sequence[str], block_document_id: str) -> Automation:
+    """The alarm for a Failed or Crashed run of any of these deployments (by id)."""
+    return Automation(
+        name=f"{PREFIX}failed-or-crashed-run",
+        description="A scheduled run failed or crashed (a health run fails on a critical finding).",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={
+                "prefect.resource.id": [f"prefect.deployment.{d}" for d in deployment_ids]
+            },
+            posture=Posture.Reactive,
+            threshold=1,
+            within=0,
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=block_document_id,
+                subject="{{ deployment.name }}: run {{ flow_run.name }} {{ flow_run.state.name }}",
+                body=FAILED_BODY,
+            )
+        ],
+    )
+
+
+def missed_run_alarm(
+    deployment_id: str, label: str, block_document_id: str, within: float = MISSED_AFTER_SECONDS
+) -> Automation:
+    """The alarm for no Completed run of one deployment within ``within`` seconds."""
+    return Automation(
+        name=f"{PREFIX}missed-{label}",
+        description=f"No completed run of {label} within {_duration(within)}.",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Completed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=within,
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=block_document_id,
+                subject=f"{label}: no completed run",
+                body=f"Deployment {label} has completed no run within {_duration(within)}.",
+            )
+        ],
+    )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:g} hours" if seconds >= 3600 else f"{seconds:g} seconds"
+
+
+def apply_alarms(
+    notify_block: str = NOTIFY_BLOCK,
+    deployments: Sequence[str] = SCHEDULED_DEPLOYMENTS,
+    daily: Sequence[str] = DAILY_DEPLOYMENTS,
+    missed_after: float = MISSED_AFTER_SECONDS,
+) -> list[Automation]:
+    """Create or replace the alarms (by name) on the current Prefect API; returns them."""
+    slug, _, name = notify_block.partition("/")
+    if not slug or not name:
+        raise InvalidInput(
+            f"notify block {notify_block!r}: expected `<block type slug>/<name>`, "
+            "e.g. custom-webhook/ops-alarms"
+        )
+    with get_client(sync_client=True) as client:
+        try:
+            block_id = str(
+                client.read_block_document_by_name(
+                    name, block_type_slug=slug, include_secrets=False
+                ).id
+            )
+        except ObjectNotFound:
+            raise NotifyBlockNotFound(
+                f"notify block {notify_block!r} not found: save a notification block of type "
+                f"{slug} named {name} first"
+            ) from None
+        ids = {
+            name: str(client.read_deployment_by_name(name).id) for name in {*deployments, *daily}
+        }
+        wanted = [failed_run_alarm([ids[n] for n in deployments], block_id)]
+        wanted += [
+            missed_run_alarm(ids[n], n.split("/")[-1], block_id, within=missed_after) for n in daily
+        ]
+        # Replaced by name, so running the command again updates rather than duplicates.
+        for automation in wanted:
+            for old in client.read_automations_by_name(automation.name):
+                client.delete_automation(old.id)
+    return [automation.create() for automation in wanted]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tasks.alarms [--notify-block TYPE/NAME]``: create or update the alarms."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument(
+        "--notify-block",
+        default=NOTIFY_BLOCK,
+        help="notification block as `<block type slug>/<name>`, e.g. custom-webhook/ops-alarms, "
+        "slack-webhook/ops (any notification block, saved beforehand)",
+    )
+    args = parser.parse_args(argv)
+    for automation in apply_alarms(args.notify_block):
+        print(f"{automation.name}: {automation.description}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

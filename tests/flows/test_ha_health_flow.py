@@ -1,0 +1,186 @@
+"""check-ha-health against a real host: sshd on loopback, crm_mon on CIBs Pacemaker's tools put
+in each state, a real single-node Galera; the table artifact and the run's final state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import uuid
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.states import Completed, Running
+
+from blocks.ssh import SshIdentity
+from flows.ha_health import HealthChecks, check_ha_health
+from tasks.node_record import NodeChange
+from tests.bed import pacemaker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cibs(tmp_path_factory):
+    return pacemaker.cluster_states(tmp_path_factory.mktemp("ha-flow-cibs"))
+
+
+@pytest.fixture
+def site(ssh_host, galera, tmp_path):
+    """The SSH block, and an inventory whose one backend is the test host."""
+    block = f"ha-ssh-{uuid.uuid4().hex[:8]}"
+    SshIdentity(
+        username=ssh_host.user, private_key=ssh_host.client_key.read_text(),
+        known_hosts=ssh_host.known_hosts_line, port=ssh_host.port, connect_timeout=5,
+    ).save(block)  # fmt: skip
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"backend_servers": [ssh_host.address]}))
+    galera_command = (
+        f"mariadb --no-defaults --socket={shlex.quote(str(galera.socket))} -uroot --batch "
+        "--skip-column-names -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\""
+    )
+    return {"block": block, "inventory": str(inventory), "host": ssh_host,
+            "galera_command": galera_command,
+            "record_path": str(tmp_path / "node-record" / "backup-state.json")}  # fmt: skip
+
+
+def checks(site, cib) -> HealthChecks:
+    return HealthChecks(
+        pacemaker_command=f"CIB_file={shlex.quote(str(cib))} crm_mon --one-shot --inactive "
+        "--output-as=xml",
+        galera_command=site["galera_command"],
+        backup_record_path=site["record_path"],
+    )
+
+
+def run(site, cib, inventory=None, lint=False):
+    """One check-ha-health run on the site's host; its final state."""
+    return check_ha_health(
+        str(inventory or site["inventory"]), ssh_block=site["block"], checks=checks(site, cib),
+        lint=lint, return_state=True,
+    )  # fmt: skip
+
+
+def artifact_rows(flow_run_id) -> list[dict]:
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
+
+    artifacts = asyncio.run(read())
+    (artifact,) = [a for a in artifacts if a.type == "table"]
+    data = artifact.data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def test_healthy_cluster_completes_with_ok_rows(site, cibs):
+    state = run(site, cibs["healthy"])
+    assert state.is_completed(), state.message
+    host = site["host"].address
+    expected = [
+        {"component": "pacemaker", "node": host, "state": "ok", "finding": ""},
+        {"component": "galera", "node": host, "state": "ok", "finding": ""},
+        {"component": "backup", "node": host, "state": "ok", "finding": ""},
+    ]
+    assert state.result() == expected
+    assert artifact_rows(state.state_details.flow_run_id) == expected
+
+
+def test_a_node_down_fails_the_run_naming_it(site, cibs):
+    state = run(site, cibs["node_down"])
+    assert state.is_failed()
+    assert "first: pacemaker node3: node node3 is offline" in state.message
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert {"component": "pacemaker", "node": site["host"].address, "state": "critical",
+            "finding": "node3: node node3 is offline"} in rows  # fmt: skip
+    assert {"component": "galera", "node": site["host"].address, "state": "ok",
+            "finding": ""} in rows  # fmt: skip
+
+
+def test_the_topology_lint_runs_with_the_checks(site, cibs):
+    state = run(site, cibs["healthy"], lint=True)
+    assert state.is_failed()
+    assert "first: topology mysql: mysql runs on a single node" in state.message
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert [r["node"] for r in rows if r["component"] == "topology"] == [
+        "mysql", "mongodb", "load_balancer"
+    ]  # fmt: skip
+
+
+def test_an_unreachable_host_is_critical_and_named(site, cibs):
+    site["host"].stop()
+    state = run(site, cibs["healthy"])
+    assert state.is_failed()
+    host = site["host"].address
+    assert f"first: ssh {host}:" in state.message
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert [(r["component"], r["node"], r["state"]) for r in rows] == [
+        ("ssh", host, "critical"), ("galera", host, "critical"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("vip", "held"), [("127.0.0.1", True), ("192.0.2.10", False)])
+def test_the_vip_must_be_on_exactly_one_host(site, cibs, vip, held, tmp_path):
+    inventory = tmp_path / "with-vip.json"
+    inventory.write_text(json.dumps({
+        "backend_servers": {"hosts": [site["host"].address], "vars": {"galera_vip": vip}}
+    }))  # fmt: skip
+    state = run(site, cibs["healthy"], inventory=inventory)
+    rows = artifact_rows(state.state_details.flow_run_id)
+    (row,) = [r for r in rows if r["component"] == "vip"]
+    if held:
+        assert state.is_completed(), state.message
+        assert row == {"component": "vip", "node": site["host"].address, "state": "ok",
+                       "finding": ""}  # fmt: skip
+    else:
+        assert state.is_failed()
+        assert row["state"] == "critical" and row["finding"] == f"{vip}: VIP {vip} is on no node"
+
+
+def test_a_record_left_by_a_dead_backup_run_is_critical(site, cibs):
+    record = Path(site["record_path"])
+    record.parent.mkdir()
+    dead_run = str(uuid.uuid4())  # a run the Prefect API does not know: dead
+    record.write_bytes(NodeChange.now(
+        flow_run_id=dead_run, flow_run_name="gone-run", server="backend1", mode="lock",
+        changes=("desync", "read_lock"), galera=True, cluster_size=3, lease_id=None,
+    ).to_json())  # fmt: skip
+    state = run(site, cibs["healthy"])
+    assert state.is_failed()
+    host = site["host"].address
+    assert (
+        f"first: backup {host}: backup run gone-run ({dead_run}) (unknown to the Prefect "
+        f"API) left {host} desynced (wsrep_desync = ON) and read-locked" in state.message
+    )
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert [(r["component"], r["state"]) for r in rows] == [
+        ("pacemaker", "ok"), ("galera", "ok"), ("backup", "critical"),
+    ]  # fmt: skip
+
+
+def test_a_record_of_a_backup_at_work_is_a_warning(site, cibs):
+    with get_client(sync_client=True) as client:
+        running = client.create_flow_run(check_ha_health, state=Running())  # any live run
+    record = Path(site["record_path"])
+    record.parent.mkdir()
+    # Written by this (live) process for a run the API shows Running: a backup at work.
+    record.write_bytes(NodeChange.now(
+        flow_run_id=str(running.id), flow_run_name=running.name, server="backend1",
+        mode="lock", changes=("desync",), galera=True, cluster_size=3, lease_id=None,
+    ).to_json())  # fmt: skip
+    try:
+        state = run(site, cibs["healthy"])
+    finally:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(running.id, Completed(), force=True)
+    assert state.is_completed(), state.message
+    rows = artifact_rows(state.state_details.flow_run_id)
+    (backup,) = [r for r in rows if r["component"] == "backup"]
+    assert backup["state"] == "warning"
+    words = f"backup run {running.name} ({running.id}) (Running) is at work: desynced"
+    assert words in backup["finding"]

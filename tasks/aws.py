@@ -41,6 +41,7 @@ from domain.aws_site import (
 )
 from domain.polling import wait_until
 from pipeline.errors import NotFound, OperationFailed, OperationTimeout, is_transient
+from tasks.retries import retry_when
 
 Key = tuple[str, str]
 READ_RETRIES, READ_RETRY_DELAY_SECONDS = 3, 5
@@ -54,13 +55,8 @@ class AwsWaitTimeout(OperationTimeout):
     """A resource did not reach its state in time; the message says which and the last state."""
 
 
-def retry_on_outage(task, task_run, state) -> bool:
-    """`retry_condition_fn`: retry only errors that can go away (throttling, network)."""
-    try:
-        state.result()
-    except Exception as error:  # noqa: BLE001 - we only classify it
-        return is_transient(error)
-    return False
+#: `retry_condition_fn`: retry only errors that can go away (throttling, network).
+retry_on_outage = retry_when(is_transient)
 
 
 # -- clients and context --------------------------------------------------------------------------

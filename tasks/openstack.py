@@ -25,6 +25,7 @@ from domain.polling import wait_until
 from domain.servers import FIXED, nova_addresses
 from domain.snapshots import RotationPlan, SnapshotInfo, plan_rotation
 from pipeline.errors import NotFound, OperationFailed, OperationTimeout
+from tasks.retries import retry_when
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
@@ -92,13 +93,8 @@ def is_transient_cloud_error(error: BaseException | None) -> bool:
     return False
 
 
-def retry_on_transient_cloud_error(task, task_run, state) -> bool:
-    """`retry_condition_fn` for cloud tasks: retry only what `is_transient_cloud_error` accepts."""
-    try:
-        state.result()
-    except Exception as error:
-        return is_transient_cloud_error(error)
-    return False
+#: `retry_condition_fn` for cloud tasks: retry only what `is_transient_cloud_error` accepts.
+retry_on_transient_cloud_error = retry_when(is_transient_cloud_error)
 
 
 def cloud_task(**options: Any):

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 import pipeline.tasks  # noqa: F401  (registers the pipeline's task classes with luigi)
 from pipeline.errors import OperationFailed
 from pipeline.run import PipelineRun
+from tasks.retries import retry_when
 
 
 class PipelineTaskFailed(OperationFailed):
@@ -24,16 +25,13 @@ class PipelineTaskFailed(OperationFailed):
         self.transient = transient
 
 
-def retry_only_transient(task, task_run, state) -> bool:
-    """Prefect retry condition: retry outages, never errors that fail the same way again
-    (missing input, a missing database file, bad configuration, corrupt logs)."""
-    try:
-        state.result()
-    except PipelineTaskFailed as failure:
-        return failure.transient
-    except Exception:
-        return False
-    return False
+def _every_cause_an_outage(error: BaseException) -> bool:
+    return isinstance(error, PipelineTaskFailed) and error.transient
+
+
+#: Prefect retry condition: retry outages, never errors that fail the same way again (missing
+#: input, a missing database file, bad configuration, corrupt logs).
+retry_only_transient = retry_when(_every_cause_an_outage)
 
 
 @task(

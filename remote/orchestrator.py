@@ -254,7 +254,10 @@ class Installer:
         exists = self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{database.role}'")
         if exists.stdout.strip() == "1" and password is not None:
             return self.result("database role", False, f"role {database.role}"), password
-        password = secrets.token_urlsafe(24)
+        # A missing role under an existing EnvironmentFile (a rebuilt cluster) takes the file's
+        # password: a fresh one would leave the services' URL and the role disagreeing, for good,
+        # if this run were killed before it rewrote the file.
+        password = password or secrets.token_urlsafe(24)
         verb = "ALTER" if exists.stdout.strip() == "1" else "CREATE"
         # through a root-only file on stdin: the password never shows on a command line
         sql_file = f"{self.site.environment_file}.sql"

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from domain.orchestrator_units import (
+    database_url,
+    environment_file,
     read_environment_file,
     unit_command,
     unit_environment,
@@ -329,3 +331,30 @@ def test_install_orchestrator_stops_at_a_checkout_without_its_virtualenv(tmp_pat
     assert result.returncode == 1, result
     assert f"no {tmp_path}/venv/bin/prefect" in result.stderr and "uv sync" in result.stderr
     assert not (tmp_path / "units").exists() and not (tmp_path / "server.env").exists()
+
+
+def test_a_missing_role_is_created_with_the_password_the_services_already_use(postgres, tmp_path):
+    """A cluster rebuilt under an existing EnvironmentFile: the role is created with the file's
+    password, so the services' URL works even if the run dies before rewriting the file."""
+    role = "prefect_repair"
+    settings = OrchestratorInstall.model_validate({
+        "site": {"user": "root", "checkout": str(REPO_ROOT),
+                 "environment_file": str(tmp_path / "etc/prefect-server.env"),
+                 "client_environment_file": str(tmp_path / "etc/prefect-client.env")},
+        "database": {"role": role, "name": role, "port": postgres.port,
+                     "superuser": postgres.user, "socket_dir": str(postgres.socket_dir)},
+    })  # fmt: skip
+    kept = "kept-Password-0123456789"
+    url = database_url(role, kept, "127.0.0.1", postgres.port, role)
+    Path(settings.site.environment_file).parent.mkdir(parents=True)
+    Path(settings.site.environment_file).write_text(
+        environment_file({"PREFECT_API_DATABASE_CONNECTION_URL": url})
+    )
+    result, password = Installer(settings, LocalTarget(), log=lambda line: None).role()
+    assert (result.status, password) == ("changed", kept)
+    login = subprocess.run(
+        ["psql", "-X", "-tA", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", role,
+         "-d", "postgres", "-c", "SELECT current_user"],
+        env={**os.environ, "PGPASSWORD": kept}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert login.stdout.strip() == role, login.stderr

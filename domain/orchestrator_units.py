@@ -131,6 +131,9 @@ def server_environment(site: OrchestratorSite) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # the UI's pages call the API where the server really listens
         "PREFECT_SERVER_UI_API_URL": site.api_url,
+        # the install migrates the schema itself, with the services stopped: a server started
+        # by hand from an older venv must not migrate (or run on) a database behind its back
+        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
     }
 
 

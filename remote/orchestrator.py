@@ -37,6 +37,7 @@ from domain.orchestrator_units import (
     environment_file,
     read_environment_file,
     render_units,
+    server_environment,
 )
 from pipeline.errors import InvalidInput, OperationFailed, OperationTimeout
 from pipeline_config.fields import NonEmptyStr
@@ -48,6 +49,16 @@ _SQL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 #: Sources whose change changes what `prefect deploy --all` registers (schemas, entrypoints).
 DEPLOYED_SOURCES = ("prefect.yaml", "flows", "tasks", "blocks", "domain", "pipeline_config")
 DEPLOY_MARKER = "edx-ops-flows-deployed"
+#: Sources of the alarms' definitions: a change to them recreates the automations.
+ALARM_SOURCES = ("tasks/alarms.py",)
+ALARMS_MARKER = "edx-ops-flows-alarms"
+#: What the services run, as the last install recorded it (Prefect's version, the lock's digest).
+VERSION_MARKER = "edx-ops-flows-installed"
+#: tasks/alarms.py's own creation, printing {name: id} of what it created as one JSON line.
+APPLY_ALARMS = (
+    "import json, sys; from tasks.alarms import apply_alarms; "
+    "print(json.dumps({a.name: str(a.id) for a in apply_alarms(sys.argv[1])}))"
+)
 #: The user name of the API's basic auth (the password is generated once per site).
 API_USER = "edx-ops"
 
@@ -152,6 +163,12 @@ class OrchestratorInstall(BaseModel):
     server_timeout_seconds: float = Field(
         default=180, gt=0, description="How long the server may take to answer after a start."
     )
+    notify_block: NonEmptyStr | None = Field(
+        default=None,
+        description="Notification block (`<block type slug>/<name>`, saved on the server "
+        "beforehand) the alarms of tasks/alarms.py send to; the install creates or updates "
+        "them. None: no alarms (a first install, before the block can be saved).",
+    )
 
 
 def _quote_all(words: list[str]) -> str:
@@ -168,6 +185,8 @@ class Installer:
         self.site = settings.site
         self.units = render_units(self.site)
         self.changed_files: set[str] = set()
+        #: What the services run now, and what the last install recorded (the `checkout` step).
+        self.installed, self.recorded = "", ""
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -177,11 +196,11 @@ class Installer:
         self.log(f"{result.status:>7}  {result.step}: {result.detail}")
         return result
 
-    def psql_words(self) -> list[str]:
+    def psql_words(self, dbname: str = "postgres") -> list[str]:
         """`psql` as the cluster's superuser on its socket (peer authentication)."""
         database = self.settings.database
         words = ["runuser", "-u", database.superuser, "--", "psql", "-X", "-q", "-tA",
-                 "-v", "ON_ERROR_STOP=1", "-p", str(database.port), "-d", "postgres"]  # fmt: skip
+                 "-v", "ON_ERROR_STOP=1", "-p", str(database.port), "-d", dbname]  # fmt: skip
         return words + (["-h", database.socket_dir] if database.socket_dir else [])
 
     def psql(self, sql: str) -> CommandResult:
@@ -203,11 +222,22 @@ class Installer:
     def prefect(self, *args: str, expect_success: bool = True) -> CommandResult:
         """The checkout's Prefect CLI as the site user, in the checkout, with the workers'
         environment; the auth string comes from the client file, never on a command line."""
+        return self.as_site_user([self.site.prefect, *args], expect_success=expect_success)
+
+    def as_site_user(
+        self, words: list[str], *, server: bool = False, expect_success: bool = True
+    ) -> CommandResult:
+        """`words` as the site user in the checkout, with a client's environment and file, or
+        with the server's (`server`: the database URL)."""
         q = shlex.quote
-        environment = [f"{key}={value}" for key, value in client_environment(self.site).items()]
+        if server:
+            values, secrets_file = server_environment(self.site), self.site.environment_file
+        else:
+            values, secrets_file = client_environment(self.site), self.site.client_environment_file
+        environment = [f"{key}={value}" for key, value in values.items()]
         command = (
-            f"set -a && . {q(self.site.client_environment_file)} && set +a && "
-            f"cd {q(self.site.checkout)} && "
+            f"set -a && . {q(secrets_file)} && set +a && cd {q(self.site.checkout)} && "
+            # a wide console: Rich would wrap the CLI's JSON output at 80 columns
             + _quote_all(
                 [
                     "runuser",
@@ -217,8 +247,8 @@ class Installer:
                     "env",
                     *environment,
                     "PREFECT_CLI_PROMPT=false",
-                    self.site.prefect,
-                    *args,
+                    "COLUMNS=100000",
+                    *words,
                 ]
             )  # fmt: skip
         )
@@ -311,7 +341,66 @@ class Installer:
                 f"{prefect} does not run as {user} on {self.target.host} (is the venv's Python "
                 f"readable by {user}?): {(version.stderr or version.stdout).strip()[-300:]}"
             )
+        lock = self.target.read_file(posixpath.join(self.site.checkout, "uv.lock")) or b""
+        self.installed = (f"prefect {version.stdout.strip()}\n"
+                          f"uv.lock {hashlib.sha256(lock).hexdigest()}\n")  # fmt: skip
+        marker = posixpath.join(self.site.prefect_home, VERSION_MARKER)
+        self.recorded = (self.target.read_file(marker) or b"").decode()
         return self.result("checkout", False, f"prefect {version.stdout.strip()} as {user}")
+
+    @property
+    def version_changed(self) -> bool:
+        """Prefect or the locked dependencies differ from what the services were started with."""
+        return self.installed != self.recorded
+
+    def version_change(self) -> str:
+        """`prefect A -> B` (or the lock's change) for the results' details."""
+        before = dict(line.split(" ", 1) for line in self.recorded.splitlines() if " " in line)
+        after = dict(line.split(" ", 1) for line in self.installed.splitlines())
+        if not before:
+            return f"prefect {after['prefect']} (no earlier install recorded)"
+        if before.get("prefect") != after["prefect"]:
+            return f"prefect {before.get('prefect')} -> {after['prefect']}"
+        return "uv.lock changed"
+
+    def alembic_revision(self) -> str | None:
+        """The Prefect database's schema revision (alembic's), None before its first migration."""
+        found = self.target.run(
+            _quote_all([*self.psql_words(self.settings.database.name),
+                        "-c", "SELECT version_num FROM alembic_version"]),
+            expect_success=False,
+        )  # fmt: skip
+        revision = found.stdout.strip() if found.ok else ""
+        return revision or None
+
+    def database_schema(self) -> StepResult:
+        """Prefect's schema migrated explicitly by the installed Prefect, with the services
+        stopped (systemd): an upgrade never leaves an old server on a newer schema."""
+        before = self.alembic_revision()
+        if before and not self.version_changed:
+            return self.result("database schema", False, f"revision {before}")
+        if before and self.settings.services == "systemd":
+            # the workers first: they would only fail against a stopped server
+            for name in [*list(self.units)[1:], self.site.server_unit]:
+                self.target.run(f"systemctl stop {shlex.quote(name)}")
+        upgrade = self.as_site_user([self.site.prefect, "server", "database", "upgrade", "-y"],
+                                    server=True, expect_success=False)  # fmt: skip
+        if not upgrade.ok:
+            raise OperationFailed(
+                f"migrating the Prefect database {self.settings.database.name} on "
+                f"{self.target.host} failed ({self.version_change()}): "
+                f"{(upgrade.stderr or upgrade.stdout).strip()[-500:]}"
+            )
+        after = self.alembic_revision()
+        if after == before:
+            return self.result("database schema", False, f"revision {after}, nothing to migrate")
+        return self.result("database schema", True, f"migrated {before or 'an empty database'} "
+                           f"-> {after} ({self.version_change()})")  # fmt: skip
+
+    def version_record(self) -> StepResult:
+        """Recorded after the services were (re)started on it, for the next install to compare."""
+        marker = posixpath.join(self.site.prefect_home, VERSION_MARKER)
+        return self.put("installed version", marker, self.installed.encode(), 0o644, "root")
 
     def site_user(self) -> StepResult:
         q = shlex.quote
@@ -343,10 +432,17 @@ class Installer:
             for name, text in self.units.items()
         ]
 
+    def restart_reason(self) -> str | None:
+        """Why the running services are out of date, or None."""
+        if self.version_changed:
+            return self.version_change()
+        return "new settings" if self.changed_files else None
+
     def systemd_services(self) -> list[StepResult]:
         q = shlex.quote
         if self.changed_files:
             self.target.run("systemctl daemon-reload")
+        reason = self.restart_reason()
         results = []
         for name in self.units:
             enabled = self.target.run(f"systemctl is-enabled {q(name)}", expect_success=False)
@@ -354,20 +450,31 @@ class Installer:
             if enabled.stdout.strip() != "enabled" or active.stdout.strip() != "active":
                 self.target.run(f"systemctl enable --now {q(name)}")
                 results.append(self.result(f"service {name}", True, "enabled and started"))
-            elif self.changed_files:
+            elif reason:
                 self.target.run(f"systemctl restart {q(name)}")
-                results.append(self.result(f"service {name}", True, "restarted (new settings)"))
+                results.append(self.result(f"service {name}", True, f"restarted ({reason})"))
             else:
                 results.append(self.result(f"service {name}", False, "enabled and active"))
         return results
+
+    def unmanaged_services(self) -> StepResult:
+        """`services: none`: whoever runs the services is told when they must restart."""
+        reason = self.restart_reason()
+        if reason:
+            return self.result("services", True, f"not managed here: restart them ({reason})")
+        return self.result("services", False, "not managed here, up to date")
 
     def system(self) -> list[StepResult]:
         results = [self.packages(), self.site_user(), self.checkout()]
         role, password = self.role()
         results += [role, self.database(), *self.environment_files(password), self.prefect_home()]
         results += self.unit_files()
+        results.append(self.database_schema())
         if self.settings.services == "systemd":
             results += self.systemd_services()
+        else:
+            results.append(self.unmanaged_services())
+        results.append(self.version_record())
         return results
 
     # -- the prefect phase ---------------------------------------------------------------------
@@ -402,9 +509,10 @@ class Installer:
         self.prefect("gcl", "update", name, "--limit", str(limit), "--enable")
         return self.result(step, True, f"set to {limit} slot(s), active")
 
-    def sources_digest(self) -> str:
-        """sha256 of what the deployments are made from, computed on the target's checkout."""
-        sources = _quote_all(list(DEPLOYED_SOURCES))
+    def sources_digest(self, paths: tuple[str, ...] = DEPLOYED_SOURCES) -> str:
+        """sha256 of what the deployments (or other `paths`) are made from, computed on the
+        target's checkout."""
+        sources = _quote_all(list(paths))
         listing = self.target.run(
             f"cd {shlex.quote(self.site.checkout)} && find {sources} -type f "
             r"\( -name '*.py' -o -name '*.yaml' \) -not -path '*/__pycache__/*' | LC_ALL=C sort"
@@ -420,7 +528,9 @@ class Installer:
         listed = json.loads(self.prefect("deployment", "ls", "--output", "json").stdout or "[]")
         present = {deployment["name"] for deployment in listed}
         marker = posixpath.join(self.site.prefect_home, DEPLOY_MARKER)
-        digest = f"{self.sources_digest()} {self.site.api_url}\n"
+        # a new Prefect may register the same sources differently (schemas, pull steps)
+        prefect_version = self.installed.splitlines()[0] if self.installed else ""
+        digest = f"{self.sources_digest()} {self.site.api_url} {prefect_version}\n"
         recorded = self.target.read_file(marker)
         if set(wanted) <= present and recorded == digest.encode():
             return self.result("deployments", False, f"{len(wanted)} up to date")
@@ -436,7 +546,47 @@ class Installer:
             for name, limit in sorted(self.settings.concurrency_limits.items())
         ]
         results.append(self.deployments())
+        results.append(self.alarms())
         return results
+
+    def automation_id(self, name: str) -> str | None:
+        """The id of the one enabled automation called `name`, else None."""
+        found = self.prefect("automation", "inspect", name, "--output", "json",
+                             expect_success=False)  # fmt: skip
+        listed = json.loads(found.stdout) if found.ok else []
+        listed = listed if isinstance(listed, list) else [listed]
+        if len(listed) != 1 or not listed[0].get("enabled"):
+            return None
+        return listed[0]["id"]
+
+    def alarms(self) -> StepResult:
+        """The automations of tasks/alarms.py (issue 13), created by its own `apply_alarms`:
+        ok while its sources, the block and the API are those of the last creation and each
+        automation it made is still there, enabled, under the same id."""
+        block = self.settings.notify_block
+        if block is None:
+            return self.result("alarms", False, "none (notify_block not set)")
+        marker = posixpath.join(self.site.prefect_home, ALARMS_MARKER)
+        digest = f"{self.sources_digest(ALARM_SOURCES)} {block} {self.site.api_url}"
+        recorded = json.loads(self.target.read_file(marker) or b"{}")
+        made = recorded.get("automations", {})
+        if (
+            recorded.get("digest") == digest
+            and made
+            and all(self.automation_id(name) == made[name] for name in made)
+        ):
+            return self.result("alarms", False, f"{len(made)} up to date, to {block}")
+        python = posixpath.join(self.site.venv_dir, "bin", "python")
+        created = self.as_site_user([python, "-c", APPLY_ALARMS, block], expect_success=False)
+        if not created.ok:
+            raise OperationFailed(
+                f"creating the alarms (notify_block {block!r}) on {self.target.host} failed: "
+                f"{created.stderr.strip().splitlines()[-1] if created.stderr.strip() else ''}"
+            )
+        made = json.loads(created.stdout.strip().splitlines()[-1])
+        record = json.dumps({"digest": digest, "automations": made}, indent=1) + "\n"
+        self.target.write_file(marker, record.encode(), 0o644)
+        return self.result("alarms", True, f"created {', '.join(sorted(made))}, to {block}")
 
     def run(self, phase: Phase = "all") -> list[StepResult]:
         results: list[StepResult] = []

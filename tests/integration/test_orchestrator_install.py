@@ -31,12 +31,14 @@ from domain.orchestrator_units import (
 )
 from pipeline.samples import SampleSpec, generate_lms_database, generate_logs
 from remote.orchestrator import Installer, LocalTarget, OrchestratorInstall
+from tasks.alarms import PREFIX
 from tests.bed.ports import free_port
 from tests.bed.postgresql import PostgresCluster, postgres_bin, timed_start
 from tests.bed.prefect_server import tail, terminate_process_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "analytics-import/daily"
+NOTIFY_BLOCK = "custom-webhook/ops-alarms"
 SPEC = SampleSpec(days=2, servers=1, lines_per_file=500, users=50)
 RUN_TIMEOUT = 240
 
@@ -147,6 +149,7 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
         "services": "none",
         "install_packages": False,
         "concurrency_limits": {"backup-backend1": 1},
+        "notify_block": NOTIFY_BLOCK,
     })  # fmt: skip
     site = settings.site
     written = (site.environment_file, site.client_environment_file, site.prefect_home,
@@ -159,13 +162,24 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
     # root-only environment files, the units
     command = [str(REPO_ROOT / "scripts/install-orchestrator"), "--settings",
                str(tmp_path / "site.json")]  # fmt: skip
+    started = time.perf_counter()
     first = subprocess.run([*command, "--phase", "system"], capture_output=True, text=True,
                            timeout=300)  # fmt: skip
+    print(f"\ninstall, system phase (with the schema's migrations): "
+          f"{time.perf_counter() - started:.1f} s")  # fmt: skip
     assert first.returncode == 0, first.stderr
     lines += first.stdout.splitlines()
     changed = {step for status, step in statuses(first.stdout) if status == "changed"}
-    assert {"database role", "database", "server environment", "client environment",
-            "prefect home"} <= changed, lines  # fmt: skip
+    assert {
+        "database role",
+        "database",
+        "server environment",
+        "client environment",
+        "prefect home",
+        "database schema",
+        "services",
+        "installed version",
+    } <= changed, lines
     assert {f"unit {name}" for name in Installer(settings, LocalTarget()).units} <= changed
     for secrets_file in (site.environment_file, site.client_environment_file):
         info = Path(secrets_file).stat()
@@ -185,20 +199,34 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
         services.start(site.server_unit)
         check = Installer(settings, LocalTarget(), log=lines.append)
         check.server_answers()
-        print(f"Prefect server on PostgreSQL, first start (migrations): "
+        print(f"Prefect server on PostgreSQL, first start (migrated by the install): "
               f"{time.perf_counter() - started:.1f} s")  # fmt: skip
         # only clients with the auth string get in
         with pytest.raises(urllib.error.HTTPError, match="401"):
             urllib.request.urlopen(f"{site.api_url}/deployments/filter", data=b"{}", timeout=10)
+        # the alarms' notification block, saved by the operator once the server answers
+        from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+        with prefect_settings(site.api_url, auth):
+            CustomWebhookNotificationBlock(
+                name="ops-alarms", url="http://127.0.0.1:9/alarm", json_data={"text": "{{body}}"}
+            ).save(NOTIFY_BLOCK.split("/")[1], overwrite=True)
         second = Installer(settings, LocalTarget(), log=lines.append).run("all")
         rows = {r.step: r.status for r in second}
         assert all(
             rows[s] == "ok"
             for s in rows
-            if not s.startswith(("work pool", "concurrency", "deployments"))
+            if not s.startswith(("work pool", "concurrency", "deployments", "alarms"))
         ), lines
         assert rows["work pool operations"] == rows["work pool analytics"] == "changed", lines
         assert rows["concurrency limit backup-backend1"] == rows["deployments"] == "changed"
+        assert rows["alarms"] == "changed", lines
+        slug, name = NOTIFY_BLOCK.split("/")
+        with api(site.api_url, auth) as client:
+            alarms = {a.name: a for a in client.read_automations() if a.name.startswith(PREFIX)}
+            block = client.read_block_document_by_name(name, block_type_slug=slug).id
+        assert f"{PREFIX}failed-or-crashed-run" in alarms and len(alarms) >= 2, alarms
+        assert {a.actions[0].block_document_id for a in alarms.values()} == {block}, alarms
 
         # 3. a second full run, over SSH with the command line (host key verified): all ok
         known_hosts = ssh_host.write_known_hosts(tmp_path / "known_hosts")
@@ -212,6 +240,14 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
         refused = subprocess.run([*install, "--known-hosts", str(tmp_path / "none")],
                                  capture_output=True, text=True, timeout=60)  # fmt: skip
         assert refused.returncode == 1 and "is not in known_hosts" in refused.stderr, refused
+        # an alarm deleted by hand is made again, and the alarms are not duplicated
+        with api(site.api_url, auth) as client:
+            client.delete_automation(alarms[f"{PREFIX}failed-or-crashed-run"].id)
+        assert check.alarms().status == "changed"
+        assert check.alarms().status == "ok"
+        with api(site.api_url, auth) as client:
+            again_alarms = [a.name for a in client.read_automations() if a.name in alarms]
+        assert sorted(again_alarms) == sorted(alarms), again_alarms
 
         # 4. the workers; a deployment run, a block, a short interval schedule
         for pool in site.pools:

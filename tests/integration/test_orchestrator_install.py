@@ -10,10 +10,13 @@ verified), and it must report every step `ok`.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
+import shutil
 import stat
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +44,24 @@ DEPLOYMENT = "analytics-import/daily"
 NOTIFY_BLOCK = "custom-webhook/ops-alarms"
 SPEC = SampleSpec(days=2, servers=1, lines_per_file=500, users=50)
 RUN_TIMEOUT = 240
+#: The Prefect an older install ran, resolved with its dependencies as the index served them
+#: then (today's fastapi and sqlalchemy break it).
+OLD_PREFECT, OLD_PREFECT_RESOLVED_AT = "3.4.25", "2025-10-25"
+#: Run by the older Prefect against its server: a completed flow run and a block.
+BEFORE_UPGRADE = """
+from prefect import flow
+from prefect.blocks.system import Secret
+from prefect.runtime import flow_run
+
+
+@flow(name="before-upgrade")
+def before_upgrade() -> str:
+    return flow_run.id
+
+
+Secret(value="kept across the upgrade").save("upgrade-test", overwrite=True)
+print(before_upgrade())
+"""
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +73,26 @@ def postgres():
     print(f"\nPostgreSQL cluster (initdb + start): {seconds:.1f} s")
     yield cluster
     cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def old_prefect(tmp_path_factory) -> Path:
+    """A virtualenv with an older Prefect 3 (and asyncpg), made by uv under the test's tmp."""
+    uv = shutil.which("uv")
+    assert uv, "uv runs this suite: scripts/test installs it"
+    venv = tmp_path_factory.mktemp("old-prefect") / "venv"
+    started = time.perf_counter()
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True,
+                   timeout=120)  # fmt: skip
+    installed = subprocess.run(
+        [uv, "pip", "install", "-q", "--python", str(venv / "bin/python"),
+         "--exclude-newer", OLD_PREFECT_RESOLVED_AT, f"prefect=={OLD_PREFECT}", "asyncpg"],
+        # outside the checkout: its [tool.uv] overrides are for its own Prefect
+        cwd=venv.parent, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    print(f"\nvirtualenv with prefect {OLD_PREFECT}: {time.perf_counter() - started:.1f} s")
+    return venv
 
 
 class UnitProcesses:
@@ -394,3 +435,124 @@ def test_a_missing_role_is_created_with_the_password_the_services_already_use(po
         env={**os.environ, "PGPASSWORD": kept}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert login.stdout.strip() == role, login.stderr
+
+
+def health(url: str, auth: str) -> bool:
+    """The server at `url` answers its health check (with the basic-auth header)."""
+    token = base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(f"{url}/health", headers={"Authorization": f"Basic {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_orchestrator_install_upgrades_prefect_keeping_history_and_blocks(
+    postgres, old_prefect, tmp_path
+):
+    """An install made with Prefect 3.4 runs a flow and saves a block; the install rerun with
+    this checkout's Prefect migrates the schema, says the services must restart, and on the
+    restarted server the run and the block are there; a further run is all ok."""
+    state = tmp_path / "node"
+
+    def install(venv: str | None) -> OrchestratorInstall:
+        return OrchestratorInstall.model_validate({
+            "site": {
+                "user": "root", "checkout": str(REPO_ROOT), "venv": venv,
+                "prefect_home": str(state / "prefect"), "port": port,
+                "environment_file": str(state / "etc/prefect-server.env"),
+                "client_environment_file": str(state / "etc/prefect-client.env"),
+            },
+            "database": {"role": "prefect_upgrade", "name": "prefect_upgrade",
+                         "port": postgres.port, "superuser": postgres.user,
+                         "socket_dir": str(postgres.socket_dir)},
+            "unit_dir": str(state / "systemd"), "services": "none", "install_packages": False,
+        })  # fmt: skip
+
+    def revision() -> str:
+        return postgres.psql("SELECT version_num FROM alembic_version", "prefect_upgrade").strip()
+
+    port = free_port()
+    older, newer = install(str(old_prefect)), install(None)
+    site, lines = older.site, []
+
+    # 1. the older install: its schema, its units, its server; a flow run and a block
+    started = time.perf_counter()
+    rows = {r.step: r for r in Installer(older, LocalTarget(), log=lines.append).run("system")}
+    print(
+        f"install with prefect {OLD_PREFECT}, system phase: {time.perf_counter() - started:.1f} s"
+    )
+    assert rows["checkout"].detail.startswith(f"prefect {OLD_PREFECT} "), lines
+    assert rows["database schema"].status == "changed", lines
+    old_revision = revision()
+    auth = read_environment_file(Path(site.environment_file).read_text())[
+        "PREFECT_SERVER_API_AUTH_STRING"
+    ]
+    old_units = {p.name: p.read_text() for p in Path(older.unit_dir).glob("*.service")}
+    assert f"{old_prefect}/bin/prefect server start" in old_units[site.server_unit]
+    services = UnitProcesses(old_units, tmp_path / "old")
+    (tmp_path / "old").mkdir()
+    try:
+        started = time.perf_counter()
+        services.start(site.server_unit)
+        wait_for(f"prefect {OLD_PREFECT}'s server", lambda: health(site.api_url, auth), 180,
+                 services.logs)  # fmt: skip
+        print(f"prefect {OLD_PREFECT} server start: {time.perf_counter() - started:.1f} s")
+        script = tmp_path / "before_upgrade.py"
+        script.write_text(BEFORE_UPGRADE)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        environment |= {"PREFECT_API_URL": site.api_url, "PREFECT_API_AUTH_STRING": auth,
+                        "PREFECT_HOME": str(tmp_path / "client"),
+                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # fmt: skip
+        before = subprocess.run(
+            [str(old_prefect / "bin/python"), str(script)], cwd=tmp_path, env=environment,
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert before.returncode == 0, before.stderr[-3000:]
+        run_id = before.stdout.strip().splitlines()[-1]
+    finally:
+        # the operator stops services the install does not manage (systemd ones it stops itself)
+        services.stop_all()
+
+    # 2. the install rerun with this checkout's Prefect: migrated, restart asked, version kept
+    started = time.perf_counter()
+    upgrade = Installer(newer, LocalTarget(), log=lines.append)
+    rows = {r.step: r for r in upgrade.run("system")}
+    print(f"upgrade, system phase (migrations): {time.perf_counter() - started:.1f} s")
+    new_version = rows["checkout"].detail.split()[1]
+    assert new_version != OLD_PREFECT, lines
+    change = f"prefect {OLD_PREFECT} -> {new_version}"
+    new_revision = revision()
+    assert new_revision != old_revision, lines
+    assert rows["database schema"].status == "changed", lines
+    assert rows["database schema"].detail == f"migrated {old_revision} -> {new_revision} ({change})"
+    assert rows["services"].status == "changed" and change in rows["services"].detail, lines
+    assert rows["installed version"].status == "changed", lines
+    assert rows[f"unit {site.server_unit}"].status == "changed", "the units run the new venv"
+    new_units = {p.name: p.read_text() for p in Path(newer.unit_dir).glob("*.service")}
+    services = UnitProcesses(new_units, tmp_path)
+    try:
+        started = time.perf_counter()
+        services.start(site.server_unit)
+        upgrade.server_answers()
+        print(f"upgraded server start: {time.perf_counter() - started:.1f} s")
+        prefect_rows = {r.step: r.status for r in upgrade.run("prefect")}
+        assert prefect_rows["deployments"] == "changed", lines
+        from prefect.blocks.system import Secret
+
+        with api(site.api_url, auth) as client:
+            assert client.api_version() == new_version
+            run = client.read_flow_run(run_id)
+            assert run.state.is_completed(), run.state
+            assert client.read_flow(run.flow_id).name == "before-upgrade"
+            with prefect_settings(site.api_url, auth):
+                assert Secret.load("upgrade-test").get() == "kept across the upgrade"
+        # 3. installed as recorded: a further run changes nothing
+        again = Installer(newer, LocalTarget(), log=lines.append).run("all")
+        assert {r.status for r in again} == {"ok"}, lines
+    finally:
+        services.stop_all()
+    print("\n".join(lines))

@@ -163,6 +163,32 @@ def api(url: str, auth: str):
     return Client()
 
 
+def ui_login(ui_url: str, auth: str) -> None:
+    """The server's UI, in headless Chromium, asks for the auth string: a wrong one is refused,
+    the right one lets the deployments page load them through the API."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.integration.test_ui import CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            page.goto(f"{ui_url}/deployments")
+            page.wait_for_url(lambda url: "/login" in url)
+            page.get_by_placeholder("admin:pass").fill(f"{auth}-wrong")
+            page.get_by_role("button", name="Login").click()
+            page.get_by_text("Authentication failed.").first.wait_for()
+            assert "/login" in page.url
+            page.get_by_placeholder("admin:pass").fill(auth)
+            page.get_by_role("button", name="Login").click()
+            page.wait_for_url(lambda url: "/login" not in url)
+            page.get_by_text("nightly-backup").first.wait_for()
+        finally:
+            browser.close()
+
+
 def statuses(output: str) -> list[tuple[str, str]]:
     """(status, step) of each row `install-orchestrator` printed."""
     rows = []
@@ -268,6 +294,9 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
             block = client.read_block_document_by_name(name, block_type_slug=slug).id
         assert f"{PREFIX}failed-or-crashed-run" in alarms and len(alarms) >= 2, alarms
         assert {a.actions[0].block_document_id for a in alarms.values()} == {block}, alarms
+        started = time.perf_counter()
+        ui_login(site.api_url.removesuffix("/api"), auth)
+        print(f"UI login in Chromium: {time.perf_counter() - started:.1f} s")
 
         # 3. a second full run, over SSH with the command line (host key verified): all ok
         known_hosts = ssh_host.write_known_hosts(tmp_path / "known_hosts")
@@ -507,12 +536,15 @@ def test_orchestrator_install_upgrades_prefect_keeping_history_and_blocks(
         environment |= {"PREFECT_API_URL": site.api_url, "PREFECT_API_AUTH_STRING": auth,
                         "PREFECT_HOME": str(tmp_path / "client"),
                         "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # fmt: skip
+        started = time.perf_counter()
         before = subprocess.run(
             [str(old_prefect / "bin/python"), str(script)], cwd=tmp_path, env=environment,
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert before.returncode == 0, before.stderr[-3000:]
         run_id = before.stdout.strip().splitlines()[-1]
+        print(f"a flow run and a block on prefect {OLD_PREFECT}: "
+              f"{time.perf_counter() - started:.1f} s")  # fmt: skip
     finally:
         # the operator stops services the install does not manage (systemd ones it stops itself)
         services.stop_all()
@@ -539,7 +571,9 @@ def test_orchestrator_install_upgrades_prefect_keeping_history_and_blocks(
         services.start(site.server_unit)
         upgrade.server_answers()
         print(f"upgraded server start: {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
         prefect_rows = {r.step: r.status for r in upgrade.run("prefect")}
+        print(f"upgrade, prefect phase (redeploy): {time.perf_counter() - started:.1f} s")
         assert prefect_rows["deployments"] == "changed", lines
         from prefect.blocks.system import Secret
 
@@ -551,7 +585,9 @@ def test_orchestrator_install_upgrades_prefect_keeping_history_and_blocks(
             with prefect_settings(site.api_url, auth):
                 assert Secret.load("upgrade-test").get() == "kept across the upgrade"
         # 3. installed as recorded: a further run changes nothing
+        started = time.perf_counter()
         again = Installer(newer, LocalTarget(), log=lines.append).run("all")
+        print(f"install rerun after the upgrade (all ok): {time.perf_counter() - started:.1f} s")
         assert {r.status for r in again} == {"ok"}, lines
     finally:
         services.stop_all()

@@ -39,7 +39,7 @@ from domain.orchestrator_units import (
     render_units,
     server_environment,
 )
-from pipeline.errors import InvalidInput, OperationFailed, OperationTimeout
+from pipeline.errors import InvalidInput, NotFound, OperationFailed, OperationTimeout
 from pipeline_config.fields import NonEmptyStr
 from remote.setup import StepResult
 from remote.ssh import CommandResult, check
@@ -381,14 +381,16 @@ class Installer:
             return self.result("database schema", False, f"revision {before}")
         if before and self.settings.services == "systemd":
             # the workers first: they would only fail against a stopped server
-            for name in [*list(self.units)[1:], self.site.server_unit]:
+            workers = [self.site.worker_unit(pool) for pool in self.site.pools]
+            for name in [*workers, self.site.server_unit]:
                 self.target.run(f"systemctl stop {shlex.quote(name)}")
         upgrade = self.as_site_user([self.site.prefect, "server", "database", "upgrade", "-y"],
                                     server=True, expect_success=False)  # fmt: skip
         if not upgrade.ok:
             raise OperationFailed(
                 f"migrating the Prefect database {self.settings.database.name} on "
-                f"{self.target.host} failed ({self.version_change()}): "
+                f"{self.target.host} failed ({self.version_change()}; the services stay "
+                "stopped until a run of the install migrates it): "
                 f"{(upgrade.stderr or upgrade.stdout).strip()[-500:]}"
             )
         after = self.alembic_revision()
@@ -561,13 +563,27 @@ class Installer:
 
     def alarms(self) -> StepResult:
         """The automations of tasks/alarms.py (issue 13), created by its own `apply_alarms`:
-        ok while its sources, the block and the API are those of the last creation and each
-        automation it made is still there, enabled, under the same id."""
+        ok while its sources, the block (its id: one saved anew gets another) and the API are
+        those of the last creation and each automation it made is still there, enabled, under
+        the same id.
+
+        Raises:
+            NotFound: the notification block is not saved on the server.
+        """
         block = self.settings.notify_block
         if block is None:
             return self.result("alarms", False, "none (notify_block not set)")
+        found = self.prefect("block", "inspect", block, "--output", "json", expect_success=False)
+        if not found.ok:
+            raise NotFound(
+                f"notify_block {block!r} is not saved on the Prefect server at "
+                f'{self.site.api_url}: save the notification block (README, "Alarms that reach '
+                'a person"), then run the install again'
+            )
+        block_id = json.loads(found.stdout)["id"]
         marker = posixpath.join(self.site.prefect_home, ALARMS_MARKER)
-        digest = f"{self.sources_digest(ALARM_SOURCES)} {block} {self.site.api_url}"
+        sources = self.sources_digest(ALARM_SOURCES)
+        digest = f"{sources} {block} {block_id} {self.site.api_url}"
         recorded = json.loads(self.target.read_file(marker) or b"{}")
         made = recorded.get("automations", {})
         if (

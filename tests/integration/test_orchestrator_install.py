@@ -32,6 +32,7 @@ from domain.orchestrator_units import (
     unit_environment,
     unit_setting,
 )
+from pipeline.errors import NotFound
 from pipeline.samples import SampleSpec, generate_lms_database, generate_logs
 from remote.orchestrator import Installer, LocalTarget, OrchestratorInstall
 from tasks.alarms import PREFIX
@@ -163,6 +164,16 @@ def api(url: str, auth: str):
     return Client()
 
 
+def save_notify_block(url: str, auth: str) -> None:
+    """The alarms' notification block, as an operator saves it once the server answers."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    with prefect_settings(url, auth):
+        CustomWebhookNotificationBlock(
+            name="ops-alarms", url="http://127.0.0.1:9/alarm", json_data={"text": "{{body}}"}
+        ).save(NOTIFY_BLOCK.split("/")[1], overwrite=True)
+
+
 def ui_login(ui_url: str, auth: str) -> None:
     """The server's UI, in headless Chromium, asks for the auth string: a wrong one is refused,
     the right one lets the deployments page load them through the API."""
@@ -272,12 +283,7 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
         with pytest.raises(urllib.error.HTTPError, match="401"):
             urllib.request.urlopen(f"{site.api_url}/deployments/filter", data=b"{}", timeout=10)
         # the alarms' notification block, saved by the operator once the server answers
-        from prefect.blocks.notifications import CustomWebhookNotificationBlock
-
-        with prefect_settings(site.api_url, auth):
-            CustomWebhookNotificationBlock(
-                name="ops-alarms", url="http://127.0.0.1:9/alarm", json_data={"text": "{{body}}"}
-            ).save(NOTIFY_BLOCK.split("/")[1], overwrite=True)
+        save_notify_block(site.api_url, auth)
         second = Installer(settings, LocalTarget(), log=lines.append).run("all")
         rows = {r.step: r.status for r in second}
         assert all(
@@ -318,6 +324,20 @@ def test_orchestrator_install_survives_a_restart(postgres, ssh_host, tmp_path):
         with api(site.api_url, auth) as client:
             again_alarms = [a.name for a in client.read_automations() if a.name in alarms]
         assert sorted(again_alarms) == sorted(alarms), again_alarms
+        # the block deleted and saved anew (another id): the alarms are made again to send to it
+        with api(site.api_url, auth) as client:
+            client.delete_block_document(block)
+        save_notify_block(site.api_url, auth)
+        assert check.alarms().status == "changed"
+        with api(site.api_url, auth) as client:
+            block = client.read_block_document_by_name(name, block_type_slug=slug).id
+            targets = {a.actions[0].block_document_id for a in client.read_automations()
+                       if a.name in alarms}  # fmt: skip
+        assert targets == {block}, targets
+        # a block that is not saved: refused, naming it, before anything is made
+        missing = settings.model_copy(update={"notify_block": "custom-webhook/not-saved"})
+        with pytest.raises(NotFound, match="notify_block 'custom-webhook/not-saved' is not saved"):
+            Installer(missing, LocalTarget(), log=lines.append).alarms()
 
         # 4. the workers; a deployment run, a block, a short interval schedule
         for pool in site.pools:

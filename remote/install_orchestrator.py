@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--known-hosts", type=Path, default=Path("~/.ssh/known_hosts").expanduser(),
         help="Verified host keys, OpenSSH's format (default: ~/.ssh/known_hosts).")  # fmt: skip
     add("--phase", choices=("all", "system", "prefect"), default="all",
-        help="system: packages, database, units, services; prefect: pools, limits, "
-             "deployments (the server must answer); all: both (default).")  # fmt: skip
+        help="system: packages, database, units, schema migration, services; prefect: "
+             "pools, limits, deployments, alarms (the server must answer); all: both "
+             "(default).")  # fmt: skip
     return parser
 
 

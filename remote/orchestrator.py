@@ -8,8 +8,12 @@ Every step looks first and changes only what differs, returning a `StepResult` (
 run on a `Target`: the machine itself (`LocalTarget`) or the deploy node over SSH (an
 `SshSession`, host key verified), as root. Two phases: `system` (packages, database, the
 root-only EnvironmentFiles with the connection URL and the API's basic-auth string, units,
-services) and `prefect` (what needs
-the running server); `all` runs both.
+the schema's migration, services) and `prefect` (what needs
+the running server, the alarms of tasks/alarms.py last); `all` runs both.
+
+Upgrades: the Prefect version and uv.lock's digest the services were started with are recorded
+in PREFECT_HOME; when they change, the install stops the services, migrates the database with
+the new Prefect, restarts them and redeploys.
 """
 
 from __future__ import annotations

@@ -455,7 +455,9 @@ class Installer:
             active = self.target.run(f"systemctl is-active {q(name)}", expect_success=False)
             if enabled.stdout.strip() != "enabled" or active.stdout.strip() != "active":
                 self.target.run(f"systemctl enable --now {q(name)}")
-                results.append(self.result(f"service {name}", True, "enabled and started"))
+                # stopped by `database_schema` for an upgrade, or never started
+                detail = f"enabled and started ({reason})" if reason else "enabled and started"
+                results.append(self.result(f"service {name}", True, detail))
             elif reason:
                 self.target.run(f"systemctl restart {q(name)}")
                 results.append(self.result(f"service {name}", True, f"restarted ({reason})"))

@@ -31,6 +31,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from blocks.ssh import SshIdentity
 from domain.aws_plan import DestroyItem, ReplaceRefused, ResourcePlan
 from domain.aws_site import (
     ANYWHERE,
@@ -41,6 +42,9 @@ from domain.aws_site import (
 )
 from domain.polling import wait_until
 from pipeline.errors import NotFound, OperationFailed, OperationTimeout, is_transient
+from remote.host_keys import ConsoleKeys, parse_console_keys
+from remote.setup import StepResult
+from tasks.host_setup import record_host_key
 from tasks.retries import retry_when
 
 Key = tuple[str, str]
@@ -777,9 +781,18 @@ def apply_es_domain(clients, ctx, plan: ResourcePlan) -> None:
 
 
 def _rds_password(ctx: SiteContext) -> str:
+    return rds_master_password(ctx.site)
+
+
+def rds_master_password(site: AwsSite) -> str:
+    """The RDS master password, from the Secret block the site names.
+
+    Raises:
+        NotFound: there is no such block.
+    """
     from prefect.blocks.system import Secret
 
-    name = ctx.site.rds.master_password_block
+    name = site.rds.master_password_block
     try:
         return str(Secret.load(name).get())
     except ValueError:
@@ -1166,3 +1179,139 @@ def ensure_access_key_block(clients: AwsClients, ctx: SiteContext, user: str) ->
         iam.delete_access_key(UserName=user, AccessKeyId=str(held.aws_access_key_id))
     get_run_logger().info("created an access key of %s into block %s", user, name)
     return name
+
+
+# -- the analytics instance over SSH ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstanceAddresses:
+    """How one of the site's instances is found and reached."""
+
+    name: str
+    id: str
+    private_ip: str | None
+    public_ip: str | None
+
+    def address(self, kind: str) -> str:
+        """The `public` or `private` address.
+
+        Raises:
+            NotFound: the instance has no address of that kind.
+        """
+        found = self.public_ip if kind == "public" else self.private_ip
+        if not found:
+            raise NotFound(f"ec2_instance {self.name} ({self.id}) has no {kind} address")
+        return found
+
+
+@task(name="find-aws-instance", task_run_name="find-aws-instance {name}", cache_policy=NO_CACHE,
+      retries=READ_RETRIES, retry_delay_seconds=READ_RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_on_outage, timeout_seconds=120)  # fmt: skip
+def find_instance(clients: AwsClients, site: AwsSite, name: str) -> InstanceAddresses:
+    """The site's live instance `name` (by its `Name` and `site` tags).
+
+    Raises:
+        NotFound: the site has no such instance (not deployed, or terminated).
+        AwsOperationFailed: several instances carry its tags.
+    """
+    found = _instances(clients, site, name)
+    if not found:
+        raise NotFound(f"site {site.client} has no instance {name!r} (deploy-aws-analytics first)")
+    if len(found) > 1:
+        ids = ", ".join(i["InstanceId"] for i in found)
+        raise AwsOperationFailed(f"ec2_instance {name}: {len(found)} instances carry its tags "
+                                 f"({ids}); terminate the extra ones by hand")  # fmt: skip
+    instance = found[0]
+    return InstanceAddresses(name, instance["InstanceId"], instance.get("PrivateIpAddress"),
+                             instance.get("PublicIpAddress"))  # fmt: skip
+
+
+def console_output(clients: AwsClients, instance_id: str) -> str:
+    """The instance's console output as text (botocore decodes EC2's base64)."""
+    return str(clients("ec2").get_console_output(InstanceId=instance_id).get("Output") or "")
+
+
+def console_keys_of(
+    clients: AwsClients, instance_id: str, wait_seconds: float, interval: float
+) -> ConsoleKeys:
+    """cloud-init's host key fingerprints from the instance's console output.
+
+    EC2 publishes the console output a few minutes after boot, so a freshly launched instance
+    is asked again for up to `wait_seconds`; after that what it shows is returned (maybe
+    nothing, which `verify_host_key` refuses unless trust on first use was asked for).
+    """
+    last: list[ConsoleKeys] = []
+
+    def probe() -> ConsoleKeys | None:
+        keys = parse_console_keys(console_output(clients, instance_id))
+        last.append(keys)
+        return keys if keys else None
+
+    return wait_until(probe, timeout=wait_seconds, interval=interval,
+                      on_timeout=lambda: last[-1])  # fmt: skip
+
+
+@task(name="verify-aws-host-key", task_run_name="verify-host-key {instance.name} {address}",
+      cache_policy=NO_CACHE, timeout_seconds=900)  # fmt: skip
+def verify_instance_host_key(
+    clients: AwsClients,
+    identity: SshIdentity,
+    instance: InstanceAddresses,
+    address: str,
+    trust_on_first_use: bool = False,
+    timeout: float = 15,
+    console_wait_seconds: float = 300,
+    poll_interval: float = 10,
+) -> tuple[StepResult, str]:
+    """The host-key step of setup-analytics-host for an EC2 instance: a key known_hosts does
+    not list yet must match what cloud-init printed on the instance's console output.
+
+    Returns:
+        The step and the SSH block's known_hosts, with the key added when it was verified now.
+
+    Raises:
+        HostKeyMismatch: known_hosts lists another key for the address.
+        HostKeyNotVerified: the console shows other fingerprints, or none (without trust on
+            first use).
+    """
+    return record_host_key(
+        identity, address,
+        lambda: console_keys_of(clients, instance.id, console_wait_seconds, poll_interval),
+        trust_on_first_use, timeout,
+    )  # fmt: skip
+
+
+# -- the RDS instance's databases -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RdsEndpoint:
+    """Where the site's RDS instance answers."""
+
+    identifier: str
+    address: str
+    port: int
+
+
+@task(name="read-rds-endpoint", cache_policy=NO_CACHE, retries=READ_RETRIES,
+      retry_delay_seconds=READ_RETRY_DELAY_SECONDS, retry_condition_fn=retry_on_outage,
+      timeout_seconds=120)  # fmt: skip
+def rds_endpoint(clients: AwsClients, site: AwsSite) -> RdsEndpoint:
+    """The endpoint of the site's RDS instance (the `rds_endpoint` output of the deploy).
+
+    Raises:
+        NotFound: the site has no RDS instance (not deployed, or destroyed).
+        AwsOperationFailed: the instance is not `available` (still creating, being modified
+            or deleted), or has no endpoint yet.
+    """
+    identifier = site.rds_identifier
+    db = _db_instance(clients, identifier)
+    if db is None:
+        raise NotFound(f"site {site.client} has no RDS instance {identifier!r} "
+                       "(deploy-aws-analytics first)")  # fmt: skip
+    status, endpoint = db.get("DBInstanceStatus"), db.get("Endpoint") or {}
+    if status != "available" or not endpoint.get("Address"):
+        raise AwsOperationFailed(f"RDS instance {identifier} is {status}, not available: "
+                                 "rerun once it is")  # fmt: skip
+    return RdsEndpoint(identifier, str(endpoint["Address"]), int(endpoint.get("Port") or 3306))

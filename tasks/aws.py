@@ -1315,3 +1315,34 @@ def rds_endpoint(clients: AwsClients, site: AwsSite) -> RdsEndpoint:
         raise AwsOperationFailed(f"RDS instance {identifier} is {status}, not available: "
                                  "rerun once it is")  # fmt: skip
     return RdsEndpoint(identifier, str(endpoint["Address"]), int(endpoint.get("Port") or 3306))
+
+
+@task(name="remove-access-key-block", cache_policy=NO_CACHE, task_run_name="access key {user}",
+      timeout_seconds=120)  # fmt: skip
+def remove_access_key_block(clients: AwsClients, ctx: SiteContext, user: str) -> str | None:
+    """Undo `ensure_access_key_block`: delete the key the block holds (if `user` still has it)
+    and the block. Nothing there: nothing done (a second teardown is a no-op).
+
+    Returns:
+        The block's name when it was removed, None when there was none.
+    """
+    from prefect_aws import AwsCredentials
+
+    name = access_key_block_name(ctx.site, user)
+    try:
+        held = AwsCredentials.load(name)
+    except ValueError:  # no such block
+        return None
+    iam, key_id = clients("iam"), str(held.aws_access_key_id)
+    try:
+        keys = {k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]}
+    except ClientError as error:
+        if _code(error) != "NoSuchEntity":
+            raise _failed(Resource("iam_user", user, {}), "list access keys of", error) from None
+        keys = set()
+    if key_id in keys:
+        iam.delete_access_key(UserName=user, AccessKeyId=key_id)
+        get_run_logger().info("deleted the access key of %s that block %s held", user, name)
+    AwsCredentials.delete(name)
+    get_run_logger().info("removed block %s", name)
+    return name

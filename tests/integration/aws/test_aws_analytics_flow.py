@@ -303,6 +303,28 @@ def test_destroy_keeps_buckets_with_objects_and_rds_unless_forced(account, aws):
     assert completed(deploy(account))["outputs"]["rds_endpoint"]
 
 
+def test_destroy_removes_the_key_blocks_and_their_keys_and_a_second_destroy_does_nothing(
+    account, aws
+):
+    iam = aws.client("iam")
+    iam.create_user(UserName="analytics_reports")  # made by hand before the site: it stays
+    completed(deploy(account))
+    assert set(access_keys(aws)) == {"analytics_elasticsearch", "analytics_reports"}
+    blocks = ["client-name-analytics-elasticsearch", "client-name-analytics-reports"]
+    first = completed(destroy(account))
+    assert first["access_key_blocks_removed"] == blocks
+    for name in blocks:
+        with pytest.raises(ValueError, match="Unable to find block document"):
+            AwsCredentials.load(name)
+    # the user the site did not make is left, without the key the deploy gave it
+    assert "iam_user analytics_reports" in first["left"]
+    assert [u["UserName"] for u in iam.list_users()["Users"]] == ["analytics_reports"]
+    assert iam.list_access_keys(UserName="analytics_reports")["AccessKeyMetadata"] == []
+    second = completed(destroy(account))
+    assert second["deleted"] == [] and second["access_key_blocks_removed"] == []
+    assert second["kept"] == first["kept"] and second["left"] == first["left"]
+
+
 def test_secrets_never_reach_logs_artifacts_or_exceptions(account, aws, caplog):
     import asyncio
 

@@ -44,7 +44,7 @@ from domain.polling import wait_until
 from pipeline.errors import NotFound, OperationFailed, OperationTimeout, is_transient
 from remote.host_keys import ConsoleKeys, parse_console_keys
 from remote.setup import StepResult
-from tasks.host_setup import record_host_key
+from tasks.host_setup import public_key_line, record_host_key
 from tasks.retries import retry_when
 
 Key = tuple[str, str]
@@ -482,6 +482,37 @@ def read_elastic_ip(clients: AwsClients, ctx: SiteContext, resource: Resource) -
             "allocation_id": address.get("AllocationId"), "owned": True}  # fmt: skip
 
 
+def read_key_pair(clients: AwsClients, ctx: SiteContext, resource: Resource) -> dict | None:
+    try:
+        found = clients("ec2").describe_key_pairs(KeyNames=[resource.name], IncludePublicKey=True)
+    except ClientError as error:
+        if _code(error) == "InvalidKeyPair.NotFound":
+            return None
+        raise
+    pair = found["KeyPairs"][0]
+    # `type base64` only: AWS adds the key name as a comment
+    public = " ".join(str(pair.get("PublicKey") or "").split()[:2]) or None
+    return {"public_key": public, "id": pair.get("KeyPairId"),
+            "owned": _owned(pair.get("Tags"), ctx.site)}  # fmt: skip
+
+
+def read_db_subnet_group(clients: AwsClients, ctx: SiteContext, resource: Resource):
+    rds = clients("rds")
+    try:
+        group = rds.describe_db_subnet_groups(DBSubnetGroupName=resource.name)["DBSubnetGroups"][0]
+    except ClientError as error:
+        if _code(error) == "DBSubnetGroupNotFoundFault":
+            return None
+        raise
+    tag_list = rds.list_tags_for_resource(ResourceName=group["DBSubnetGroupArn"])["TagList"]
+    return {
+        "subnets": sorted(s["SubnetIdentifier"] for s in group.get("Subnets", [])),
+        "description": group.get("DBSubnetGroupDescription", ""),
+        "arn": group["DBSubnetGroupArn"],
+        "owned": _owned(tag_list, ctx.site),
+    }
+
+
 READERS: dict[str, Callable[[AwsClients, SiteContext, Resource], dict | None]] = {
     "iam_policy": read_iam_policy,
     "iam_role": read_iam_role,
@@ -494,7 +525,9 @@ READERS: dict[str, Callable[[AwsClients, SiteContext, Resource], dict | None]] =
     "s3_bucket": read_s3_bucket,
     "bucket_policy": read_bucket_policy,
     "es_domain": read_es_domain,
+    "db_subnet_group": read_db_subnet_group,
     "rds_instance": read_rds_instance,
+    "key_pair": read_key_pair,
     "ec2_instance": read_ec2_instance,
     "elastic_ip": read_elastic_ip,
 }
@@ -821,8 +854,8 @@ def apply_rds_instance(clients, ctx, plan: ResourcePlan) -> None:
     ids = group_ids(clients, ctx.site.vpc_id)
     groups = [ids[name] for name in a["security_groups"]]
     if plan.action == "create":
-        options = {"DBSubnetGroupName": ctx.site.rds.subnet_group} if ctx.site.rds.subnet_group \
-            else {}  # fmt: skip
+        subnet_group = ctx.site.rds_subnet_group
+        options = {"DBSubnetGroupName": subnet_group} if subnet_group else {}
         with botocore_quiet():
             rds.create_db_instance(
                 DBInstanceIdentifier=resource.name, Engine=a["engine"],
@@ -922,6 +955,31 @@ def apply_elastic_ip(clients, ctx, plan: ResourcePlan) -> None:
     ec2.associate_address(AllocationId=allocation, InstanceId=instances[0]["InstanceId"])
 
 
+def apply_key_pair(clients, ctx, plan: ResourcePlan) -> None:
+    ec2, resource = clients("ec2"), plan.resource
+    public = resource.attributes["public_key"]
+    if not public:
+        raise NotFound(f"key_pair {resource.name}: no public key to import (its key_block)")
+    if plan.action == "replace":  # AWS cannot change a key pair's key: a new pair, same name
+        ec2.delete_key_pair(KeyName=resource.name)
+    ec2.import_key_pair(KeyName=resource.name, PublicKeyMaterial=public.encode(),
+                        TagSpecifications=[{"ResourceType": "key-pair",
+                                            "Tags": ctx.tag_list(resource.name)}])  # fmt: skip
+
+
+def apply_db_subnet_group(clients, ctx, plan: ResourcePlan) -> None:
+    rds, resource = clients("rds"), plan.resource
+    a = resource.attributes
+    if plan.action == "create":
+        rds.create_db_subnet_group(DBSubnetGroupName=resource.name,
+                                   DBSubnetGroupDescription=a["description"],
+                                   SubnetIds=list(a["subnets"]), Tags=ctx.tag_list())  # fmt: skip
+    else:
+        rds.modify_db_subnet_group(DBSubnetGroupName=resource.name,
+                                   DBSubnetGroupDescription=a["description"],
+                                   SubnetIds=list(a["subnets"]))  # fmt: skip
+
+
 APPLIERS: dict[str, Callable[[AwsClients, SiteContext, ResourcePlan], None]] = {
     "iam_policy": apply_iam_policy,
     "iam_role": apply_iam_role,
@@ -934,10 +992,16 @@ APPLIERS: dict[str, Callable[[AwsClients, SiteContext, ResourcePlan], None]] = {
     "s3_bucket": apply_s3_bucket,
     "bucket_policy": apply_bucket_policy,
     "es_domain": apply_es_domain,
+    "db_subnet_group": apply_db_subnet_group,
     "rds_instance": apply_rds_instance,
+    "key_pair": apply_key_pair,
     "ec2_instance": apply_ec2_instance,
     "elastic_ip": apply_elastic_ip,
 }
+
+
+#: What the apply replaces (delete, then create) when the plan says so and it is allowed.
+REPLACEABLE = frozenset({"ec2_instance", "key_pair"})
 
 
 @task(name="apply-aws-resource", cache_policy=NO_CACHE,
@@ -955,7 +1019,7 @@ def apply_item(clients: AwsClients, ctx: SiteContext, plan: ResourcePlan) -> str
     resource = plan.resource
     if plan.action == "unchanged":
         return "unchanged"
-    if plan.action == "replace" and resource.kind != "ec2_instance":
+    if plan.action == "replace" and resource.kind not in REPLACEABLE:
         raise ReplaceRefused(
             f"{resource.kind} {resource.name} cannot be replaced by this flow ("
             + ", ".join(c.describe() for c in plan.changes)
@@ -1090,6 +1154,14 @@ def destroy_elastic_ip(clients, ctx, item: DestroyItem) -> None:
     ec2.release_address(AllocationId=(item.current or {})["allocation_id"])
 
 
+def destroy_key_pair(clients, ctx, item: DestroyItem) -> None:
+    clients("ec2").delete_key_pair(KeyName=item.resource.name)
+
+
+def destroy_db_subnet_group(clients, ctx, item: DestroyItem) -> None:
+    clients("rds").delete_db_subnet_group(DBSubnetGroupName=item.resource.name)
+
+
 DESTROYERS: dict[str, Callable[[AwsClients, SiteContext, DestroyItem], None]] = {
     "iam_policy": destroy_iam_policy,
     "iam_role": destroy_iam_role,
@@ -1100,7 +1172,9 @@ DESTROYERS: dict[str, Callable[[AwsClients, SiteContext, DestroyItem], None]] = 
     "security_group": destroy_security_group,
     "s3_bucket": destroy_s3_bucket,
     "es_domain": destroy_es_domain,
+    "db_subnet_group": destroy_db_subnet_group,
     "rds_instance": destroy_rds_instance,
+    "key_pair": destroy_key_pair,
     "ec2_instance": destroy_ec2_instance,
     "elastic_ip": destroy_elastic_ip,
 }
@@ -1346,3 +1420,16 @@ def remove_access_key_block(clients: AwsClients, ctx: SiteContext, user: str) ->
     AwsCredentials.delete(name)
     get_run_logger().info("removed block %s", name)
     return name
+
+
+def site_public_keys(site: AwsSite) -> dict[str, str]:
+    """Key pair name -> `type base64` of the public key of its instances' `key_block`.
+
+    Raises:
+        ValueError: a key block does not exist (Prefect's message names it).
+    """
+    return {
+        settings.key_name: public_key_line(SshIdentity.load(settings.key_block))
+        for settings in (site.analytics, site.director)
+        if settings.key_block
+    }

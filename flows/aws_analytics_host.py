@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
 from blocks.ssh import SshIdentity
@@ -25,7 +24,13 @@ from pipeline_config.fields import NonEmptyStr
 from pipeline_config.render import OverrideSettings
 from remote.setup import PipelineSetup
 from tasks.aws import AwsClients, find_instance, verify_instance_host_key
-from tasks.host_setup import InsightsMigration, KeyDistribution, StepResult, run_setup_steps
+from tasks.host_setup import (
+    InsightsMigration,
+    KeyDistribution,
+    StepResult,
+    publish_steps,
+    run_setup_steps,
+)
 from tasks.parameters import fill_from_deployment
 
 FLOW_NAME = "setup-aws-analytics-host"
@@ -119,20 +124,8 @@ def setup_aws_analytics_host(
             identity, host, keys, pipeline, override, database_credentials, insights, results
         )
     finally:
-        _publish(site, name, results)
+        key = f"aws-host-setup-{artifact_key(site.client, 'site')}-{artifact_key(name, 'host')}"
+        publish_steps(key, f"**{FLOW_NAME}** of {site.client} {name}", results)
     changed = sum(r.status == "changed" for r in results)
     logger.info("%s %s: %d steps, %d changed", site.client, name, len(results), changed)
     return [r.__dict__ for r in results]
-
-
-def _publish(site: AwsSite, name: str, results: list[StepResult]) -> None:
-    """The step table; a failure here must not hide the run's own error."""
-    try:
-        create_table_artifact(
-            key=f"aws-host-setup-{artifact_key(site.client, 'site')}-{artifact_key(name, 'host')}",
-            table=[r.__dict__ for r in results] or [{"step": "-", "status": "nothing done"}],
-            description=f"**{FLOW_NAME}** of {site.client} {name}: "
-            f"{sum(r.status == 'changed' for r in results)} of {len(results)} steps changed",
-        )
-    except Exception as error:
-        get_run_logger().warning("could not publish the step table: %s", error)

@@ -16,7 +16,6 @@ A table artifact lists every step.
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
 from blocks.openstack import OpenStackCloud
@@ -30,6 +29,7 @@ from tasks.host_setup import (
     InsightsMigration,
     KeyDistribution,
     StepResult,
+    publish_steps,
     run_setup_steps,
     verify_and_record_host_key,
 )
@@ -155,12 +155,5 @@ def _targets(conn, server: str, access: HostAccess) -> list[tuple[str | None, st
 
 def publish(server: str, results: list[StepResult]) -> None:
     """The step table; a failure here must not hide the run's own error."""
-    try:
-        create_table_artifact(
-            key=f"host-setup-{artifact_key(server, 'host')}",
-            table=[r.__dict__ for r in results] or [{"step": "-", "status": "nothing done"}],
-            description=f"**{FLOW_NAME}** of {server}: "
-            f"{sum(r.status == 'changed' for r in results)} of {len(results)} steps changed",
-        )
-    except Exception as error:
-        get_run_logger().warning("could not publish the step table: %s", error)
+    publish_steps(f"host-setup-{artifact_key(server, 'host')}", f"**{FLOW_NAME}** of {server}",
+                  results)  # fmt: skip

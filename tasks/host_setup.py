@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
@@ -282,3 +283,17 @@ def run_setup_steps(
             identity, host, "insights migration", insights.check_command, insights.command,
             insights.timeout_seconds,
         ))  # fmt: skip
+
+
+def publish_steps(key: str, title: str, results: list[StepResult]) -> None:
+    """The step table as an artifact (`title`: `**flow** of host`); a failure here must not
+    hide the run's own error."""
+    try:
+        create_table_artifact(
+            key=key,
+            table=[r.__dict__ for r in results] or [{"step": "-", "status": "nothing done"}],
+            description=f"{title}: "
+            f"{sum(r.status == 'changed' for r in results)} of {len(results)} steps changed",
+        )
+    except Exception as error:
+        get_run_logger().warning("could not publish the step table: %s", error)

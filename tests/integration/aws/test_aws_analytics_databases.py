@@ -111,7 +111,7 @@ def test_drift_is_fixed_and_passwords_change_only_on_rotation(server):
 
 
 def test_the_site_rds_endpoint_from_aws_is_where_the_databases_go(
-    server, account, aws, monkeypatch
+    server, account, aws, monkeypatch, caplog
 ):
     """The site's RDS instance on moto answers at the bed's MariaDB: the flow finds it by the
     site alone (endpoint from AWS, the site's master user, the password from its block)."""
@@ -146,6 +146,7 @@ def test_the_site_rds_endpoint_from_aws_is_where_the_databases_go(
     with connect(server, "analytics", "reports") as conn, conn.cursor() as cursor:
         cursor.execute("CREATE TABLE written (id INT)")
     assert run_on_site()["analytics"] == []
+    assert RDS_PASSWORD not in caplog.text and PASSWORDS["analytics"] not in caplog.text
     # an RDS instance that is not there is named, and nothing is tried
     aws.client("rds").delete_db_instance(DBInstanceIdentifier="client-name-analytics",
                                          SkipFinalSnapshot=True)  # fmt: skip

@@ -15,6 +15,7 @@ instance; the EC2 instances and the Elastic IP), each with plain-data attributes
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -69,6 +70,12 @@ class InstanceSettings(_Settings):
         ..., pattern=r"^ami-[0-9a-f]+$", description="AMI id (Ubuntu), e.g. `ami-d8132bb0`."
     )
     key_name: NonEmptyStr = Field(..., description="EC2 key pair of this set of instances.")
+    key_block: NonEmptyStr | None = Field(
+        default=None,
+        description="SSH Identity block whose public key the key pair `key_name` is imported "
+        "from (created when missing; another key there is drift). None: the key pair must "
+        "exist already.",
+    )
 
 
 class ElasticsearchSettings(_Settings):
@@ -97,8 +104,25 @@ class RdsSettings(_Settings):
         description="Name of the Prefect `Secret` block holding the master password.",
     )
     subnet_group: NonEmptyStr | None = Field(
-        default=None, description="DB subnet group (default: the account's default)."
+        default=None,
+        description="DB subnet group (default: the account's default, or `client-analytics` "
+        "when `subnet_ids` are given).",
     )
+    subnet_ids: list[Annotated[NonEmptyStr, StringConstraints(pattern=r"^subnet-[0-9a-f]+$")]] = (
+        Field(
+            default_factory=list,
+            description="Subnets of the DB subnet group, in two availability zones at least: "
+            "the plan creates the group or corrects its subnets. Empty: the group named in "
+            "`subnet_group` must exist already.",
+        )
+    )
+
+    @field_validator("subnet_ids")
+    @classmethod
+    def _two_zones(cls, value: list[str]) -> list[str]:
+        if len(value) == 1:
+            raise ValueError("a DB subnet group needs subnets in two availability zones at least")
+        return sorted(set(value))
 
 
 @dataclass(frozen=True)
@@ -222,6 +246,13 @@ class AwsSite(_Settings):
         return f"{self.client}-analytics"
 
     @property
+    def rds_subnet_group(self) -> str | None:
+        """The DB subnet group of the RDS instance (None: the account's default)."""
+        if self.rds.subnet_group or not self.rds.subnet_ids:
+            return self.rds.subnet_group
+        return f"{self.client}-analytics"
+
+    @property
     def analytics_names(self) -> list[str]:
         return [f"analytics-{n}" for n in range(1, self.analytics_count + 1)]
 
@@ -235,8 +266,8 @@ class AwsSite(_Settings):
 #: The kinds `tasks.aws` reads and applies, in the order they are created (reverse: destroyed).
 KINDS = (
     "iam_policy", "iam_role", "instance_profile", "iam_user", "vpc", "internet_gateway", "route",
-    "security_group", "s3_bucket", "bucket_policy", "es_domain", "rds_instance", "ec2_instance",
-    "elastic_ip",
+    "security_group", "s3_bucket", "bucket_policy", "es_domain", "db_subnet_group",
+    "rds_instance", "key_pair", "ec2_instance", "elastic_ip",
 )  # fmt: skip
 
 
@@ -367,8 +398,17 @@ def es_access_policy(domain_arn: str, user_arn: str) -> dict[str, Any]:
     })  # fmt: skip
 
 
-def desired_resources(site: AwsSite, account_id: str) -> list[Resource]:
-    """What the site needs, in creation order (dependencies first)."""
+def desired_resources(
+    site: AwsSite, account_id: str, public_keys: Mapping[str, str] | None = None
+) -> list[Resource]:
+    """What the site needs, in creation order (dependencies first).
+
+    Args:
+        site: The site's settings.
+        account_id: The AWS account (ARNs in the policies).
+        public_keys: Key pair name -> `type base64` of the public key it is imported from
+            (read from the instances' `key_block`s by the caller; not needed to destroy).
+    """
     iam = f"arn:aws:iam::{account_id}"
     found: list[Resource] = [
         Resource("iam_policy", EMR_POLICY, {"document": emr_policy()}),
@@ -467,6 +507,17 @@ def desired_resources(site: AwsSite, account_id: str) -> list[Resource]:
         depends_on=(("iam_user", ES_USER),), immutable=frozenset({"version"}),
     ))  # fmt: skip
     rds = site.rds
+    subnet_group = site.rds_subnet_group
+    rds_needs: tuple[tuple[str, str], ...] = (("security_group", EMR_RDS_GROUP),)
+    # a group named without subnets is the account's own, which must exist (AWS refuses the
+    # create otherwise); with subnets it is the site's
+    if subnet_group and rds.subnet_ids:
+        found.append(Resource(
+            "db_subnet_group", subnet_group,
+            {"subnets": list(rds.subnet_ids),
+             "description": f"the analytics RDS instance of {site.client}"},
+        ))  # fmt: skip
+        rds_needs += (("db_subnet_group", subnet_group),)
     found.append(Resource(
         "rds_instance", site.rds_identifier,
         {
@@ -477,9 +528,19 @@ def desired_resources(site: AwsSite, account_id: str) -> list[Resource]:
             "master_username": rds.master_username,
             "security_groups": [EMR_RDS_GROUP],
         },
-        depends_on=(("security_group", EMR_RDS_GROUP),),
+        depends_on=rds_needs,
         immutable=frozenset({"engine", "master_username"}),
     ))  # fmt: skip
+    keys: dict[str, str | None] = {}
+    for settings in (site.analytics, site.director):
+        if settings.key_block or settings.key_name not in keys:
+            keys[settings.key_name] = settings.key_block
+    for name, block in keys.items():
+        if block:
+            found.append(Resource("key_pair", name, {"public_key": (public_keys or {}).get(name)},
+                                  immutable=frozenset({"public_key"})))  # fmt: skip
+        else:  # made by hand before the site (seed 004): it must be there
+            found.append(Resource("key_pair", name, {}, managed=False, creatable=False))
 
     def instance(name: str, settings: InstanceSettings, groups: list[str], profile: str | None):
         return Resource(
@@ -494,7 +555,8 @@ def desired_resources(site: AwsSite, account_id: str) -> list[Resource]:
                 "security_groups": sorted(groups),
             },
             depends_on=tuple(("security_group", g) for g in groups if g != DEFAULT_GROUP)
-            + ((("instance_profile", profile),) if profile else ()),
+            + ((("instance_profile", profile),) if profile else ())
+            + (("key_pair", settings.key_name),),
             # the seed: "roles can't be added after instance is launched"
             immutable=frozenset({"image_id", "volume_size", "key_name", "subnet_id",
                                  "instance_profile"}),

@@ -32,6 +32,7 @@ from tasks.aws import (
     ensure_access_key_block,
     open_site,
     read_site_state,
+    site_public_keys,
 )
 
 FLOW_NAME = "deploy-aws-analytics"
@@ -62,7 +63,7 @@ def deploy_aws_analytics(
     """
     logger = get_run_logger()
     clients, ctx = open_site(aws_block, site, timeout_seconds, poll_interval_seconds)
-    resources = desired_resources(site, ctx.account_id)
+    resources = desired_resources(site, ctx.account_id, site_public_keys(site))
     plan = diff_site(site.client, resources, read_site_state(clients, ctx, resources))
     key = artifact_key(site.client, "site")
     create_table_artifact(

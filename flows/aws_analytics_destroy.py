@@ -4,8 +4,9 @@ Reverse dependency order (Elastic IP, instances, RDS, Elasticsearch, buckets, gr
 IAM). Buckets holding objects and the RDS instance are kept unless ``force``; a forced RDS
 delete takes a final snapshot first. What the site does not own (the VPC, EMR's groups and
 role, buckets or a gateway that were there before, untagged) is left, with the rules and the
-policy attachment the site added to EMR's groups and role taken off. The teardown's table is
-published before anything is deleted.
+policy attachment the site added to EMR's groups and role taken off. The access keys the
+deploy put into ``<client>-analytics-*`` blocks are deleted, and so are the blocks. The
+teardown's table is published before anything is deleted; a second teardown does nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from domain.aws_plan import destroy_plan, destroy_table
-from domain.aws_site import AwsSite, desired_resources
+from domain.aws_site import ES_USER, REPORTS_USER, AwsSite, desired_resources
 from domain.names import artifact_key
 from pipeline_config.fields import NonEmptyStr
-from tasks.aws import destroy_item, open_site, read_site_state
+from tasks.aws import destroy_item, open_site, read_site_state, remove_access_key_block
 
 FLOW_NAME = "destroy-aws-analytics"
 
@@ -41,7 +42,9 @@ def destroy_aws_analytics(
         poll_interval_seconds: Pause between two status reads while waiting.
 
     Returns:
-        ``deleted``, ``kept`` (with the reason) and ``left`` (what the site does not own).
+        ``deleted``, ``kept`` (with the reason), ``left`` (what the site does not own) and
+        ``access_key_blocks_removed`` (the `AwsCredentials` blocks of the IAM users' keys,
+        deleted with their keys).
     """
     logger = get_run_logger()
     clients, ctx = open_site(aws_block, site, timeout_seconds, poll_interval_seconds)
@@ -52,6 +55,12 @@ def destroy_aws_analytics(
         key=f"aws-destroy-{artifact_key(site.client, 'site')}", table=destroy_table(items),
         description=f"**{FLOW_NAME}** of {site.client}" + (" (forced)" if force else ""),
     )  # fmt: skip
+    # the keys deploy-aws-analytics put into blocks go first, while their users exist
+    removed = [
+        name
+        for user in (ES_USER, REPORTS_USER)
+        if (name := remove_access_key_block(clients, ctx, user)) is not None
+    ]
     for item in items:
         destroy_item(clients, ctx, item)
 
@@ -63,6 +72,7 @@ def destroy_aws_analytics(
         "kept": {f"{i.resource.kind} {i.resource.name}": i.reason
                  for i in items if i.action == "keep"},
         "left": named("leave", "strip"),
+        "access_key_blocks_removed": removed,
     }  # fmt: skip
     logger.info("site %s: %d deleted, %d kept", site.client, len(result["deleted"]),
                 len(result["kept"]))  # fmt: skip

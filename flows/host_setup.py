@@ -16,37 +16,27 @@ A table artifact lists every step.
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
-from blocks.database import MySqlDatabase
 from blocks.openstack import OpenStackCloud
 from blocks.ssh import SshIdentity
 from domain.names import artifact_key, is_address
 from pipeline.errors import InvalidInput
 from pipeline_config.fields import NonEmptyStr
-from pipeline_config.render import OverrideSettings, render_override_cfg
+from pipeline_config.render import OverrideSettings
 from remote.setup import PipelineSetup
 from tasks.host_setup import (
+    InsightsMigration,
+    KeyDistribution,
     StepResult,
-    ensure_authorized_key,
-    ensure_credentials_file,
-    ensure_key_pair,
-    ensure_pipeline_venv,
-    ensure_remote_file,
-    public_key_line,
-    run_if_needed,
+    publish_steps,
+    run_setup_steps,
     verify_and_record_host_key,
 )
 from tasks.openstack import ServerInfo, find_server
 from tasks.parameters import fill_from_deployment
 
 FLOW_NAME = "setup-analytics-host"
-_INSIGHTS = (
-    "sudo -n -Hu insights bash -c 'cd && . venvs/insights/bin/activate && . insights_env && "
-    "cd edx_analytics_dashboard && ./manage.py migrate {options} "
-    "--settings=analytics_dashboard.settings.production'"
-)
 
 
 class HostAccess(BaseModel):
@@ -76,47 +66,6 @@ class HostAccess(BaseModel):
     )
     host_key_timeout_seconds: float = Field(
         default=15, gt=0, description="Seconds to reach each server and read its host key."
-    )
-
-
-class KeyDistribution(BaseModel):
-    """The deploy key: authorized on the node, and its pair copied there (as the seed did)."""
-
-    deploy_key_block: NonEmptyStr | None = Field(
-        default=None,
-        description="SSH Identity block holding the deploy key pair; None: skip both key steps.",
-    )
-    authorized_keys: NonEmptyStr = Field(
-        default="~/.ssh/authorized_keys",
-        description="The login's authorized_keys on the node: the deploy public key goes there.",
-    )
-    copy_key_pair: bool = Field(default=True, description="Also copy the pair to the node.")
-    key_pair_directory: NonEmptyStr = Field(
-        default="~/.ssh", description="Directory on the node the key pair is copied into (0700)."
-    )
-    key_pair_name: str = Field(
-        default="id_rsa",
-        pattern=r"^[A-Za-z0-9._-]+$",
-        description="File name of the copied private key; the public key gets `.pub` added.",
-    )
-
-
-class InsightsMigration(BaseModel):
-    """The Insights migration fix of the seed (tables missing behind a 500 on /courses)."""
-
-    enabled: bool = Field(
-        default=False, description="Run the fix when the check command says it is needed."
-    )
-    check_command: NonEmptyStr = Field(
-        default=_INSIGHTS.format(options="--check"),
-        description="Exits 0 when nothing needs migrating.",
-    )
-    command: NonEmptyStr = Field(
-        default=_INSIGHTS.format(options="--run-syncdb"),
-        description="The fix, as the insights user.",
-    )
-    timeout_seconds: float = Field(
-        default=600, gt=0, description="Seconds the check and the fix may each take."
     )
 
 
@@ -178,27 +127,9 @@ def setup_analytics_host(
                 logger.info("saved the verified host keys into SSH block %r", access.ssh_block)
         host = targets[0][1]
 
-        if keys.deploy_key_block:
-            deploy = SshIdentity.load(keys.deploy_key_block)
-            public = public_key_line(deploy, "deploy")
-            results.append(ensure_authorized_key(identity, host, public, keys.authorized_keys))
-            if keys.copy_key_pair:
-                directory, name = keys.key_pair_directory, keys.key_pair_name
-                results.append(ensure_key_pair(identity, host, deploy, directory, name))
-        if override is not None:
-            text = render_override_cfg(override).encode()
-            path = pipeline.override_path
-            results.append(ensure_remote_file(identity, host, path, text, 0o644, "override.cfg"))
-        for path, block in (database_credentials or {}).items():
-            database = MySqlDatabase.load(block)
-            results.append(ensure_credentials_file(identity, host, path, database))
-        if pipeline.enabled:
-            results.append(ensure_pipeline_venv(identity, host, pipeline))
-        if insights.enabled:
-            results.append(run_if_needed(
-                identity, host, "insights migration", insights.check_command, insights.command,
-                insights.timeout_seconds,
-            ))  # fmt: skip
+        run_setup_steps(
+            identity, host, keys, pipeline, override, database_credentials, insights, results
+        )
     finally:
         publish(server, results)
     changed = sum(r.status == "changed" for r in results)
@@ -224,12 +155,5 @@ def _targets(conn, server: str, access: HostAccess) -> list[tuple[str | None, st
 
 def publish(server: str, results: list[StepResult]) -> None:
     """The step table; a failure here must not hide the run's own error."""
-    try:
-        create_table_artifact(
-            key=f"host-setup-{artifact_key(server, 'host')}",
-            table=[r.__dict__ for r in results] or [{"step": "-", "status": "nothing done"}],
-            description=f"**{FLOW_NAME}** of {server}: "
-            f"{sum(r.status == 'changed' for r in results)} of {len(results)} steps changed",
-        )
-    except Exception as error:
-        get_run_logger().warning("could not publish the step table: %s", error)
+    publish_steps(f"host-setup-{artifact_key(server, 'host')}", f"**{FLOW_NAME}** of {server}",
+                  results)  # fmt: skip

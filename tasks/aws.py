@@ -31,6 +31,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from blocks.ssh import SshIdentity
 from domain.aws_plan import DestroyItem, ReplaceRefused, ResourcePlan
 from domain.aws_site import (
     ANYWHERE,
@@ -41,6 +42,9 @@ from domain.aws_site import (
 )
 from domain.polling import wait_until
 from pipeline.errors import NotFound, OperationFailed, OperationTimeout, is_transient
+from remote.host_keys import ConsoleKeys, parse_console_keys
+from remote.setup import StepResult
+from tasks.host_setup import public_key_line, record_host_key
 from tasks.retries import retry_when
 
 Key = tuple[str, str]
@@ -478,6 +482,37 @@ def read_elastic_ip(clients: AwsClients, ctx: SiteContext, resource: Resource) -
             "allocation_id": address.get("AllocationId"), "owned": True}  # fmt: skip
 
 
+def read_key_pair(clients: AwsClients, ctx: SiteContext, resource: Resource) -> dict | None:
+    try:
+        found = clients("ec2").describe_key_pairs(KeyNames=[resource.name], IncludePublicKey=True)
+    except ClientError as error:
+        if _code(error) == "InvalidKeyPair.NotFound":
+            return None
+        raise
+    pair = found["KeyPairs"][0]
+    # `type base64` only: AWS adds the key name as a comment
+    public = " ".join(str(pair.get("PublicKey") or "").split()[:2]) or None
+    return {"public_key": public, "id": pair.get("KeyPairId"),
+            "owned": _owned(pair.get("Tags"), ctx.site)}  # fmt: skip
+
+
+def read_db_subnet_group(clients: AwsClients, ctx: SiteContext, resource: Resource):
+    rds = clients("rds")
+    try:
+        group = rds.describe_db_subnet_groups(DBSubnetGroupName=resource.name)["DBSubnetGroups"][0]
+    except ClientError as error:
+        if _code(error) == "DBSubnetGroupNotFoundFault":
+            return None
+        raise
+    tag_list = rds.list_tags_for_resource(ResourceName=group["DBSubnetGroupArn"])["TagList"]
+    return {
+        "subnets": sorted(s["SubnetIdentifier"] for s in group.get("Subnets", [])),
+        "description": group.get("DBSubnetGroupDescription", ""),
+        "arn": group["DBSubnetGroupArn"],
+        "owned": _owned(tag_list, ctx.site),
+    }
+
+
 READERS: dict[str, Callable[[AwsClients, SiteContext, Resource], dict | None]] = {
     "iam_policy": read_iam_policy,
     "iam_role": read_iam_role,
@@ -490,7 +525,9 @@ READERS: dict[str, Callable[[AwsClients, SiteContext, Resource], dict | None]] =
     "s3_bucket": read_s3_bucket,
     "bucket_policy": read_bucket_policy,
     "es_domain": read_es_domain,
+    "db_subnet_group": read_db_subnet_group,
     "rds_instance": read_rds_instance,
+    "key_pair": read_key_pair,
     "ec2_instance": read_ec2_instance,
     "elastic_ip": read_elastic_ip,
 }
@@ -777,9 +814,18 @@ def apply_es_domain(clients, ctx, plan: ResourcePlan) -> None:
 
 
 def _rds_password(ctx: SiteContext) -> str:
+    return rds_master_password(ctx.site)
+
+
+def rds_master_password(site: AwsSite) -> str:
+    """The RDS master password, from the Secret block the site names.
+
+    Raises:
+        NotFound: there is no such block.
+    """
     from prefect.blocks.system import Secret
 
-    name = ctx.site.rds.master_password_block
+    name = site.rds.master_password_block
     try:
         return str(Secret.load(name).get())
     except ValueError:
@@ -808,8 +854,8 @@ def apply_rds_instance(clients, ctx, plan: ResourcePlan) -> None:
     ids = group_ids(clients, ctx.site.vpc_id)
     groups = [ids[name] for name in a["security_groups"]]
     if plan.action == "create":
-        options = {"DBSubnetGroupName": ctx.site.rds.subnet_group} if ctx.site.rds.subnet_group \
-            else {}  # fmt: skip
+        subnet_group = ctx.site.rds_subnet_group
+        options = {"DBSubnetGroupName": subnet_group} if subnet_group else {}
         with botocore_quiet():
             rds.create_db_instance(
                 DBInstanceIdentifier=resource.name, Engine=a["engine"],
@@ -909,6 +955,31 @@ def apply_elastic_ip(clients, ctx, plan: ResourcePlan) -> None:
     ec2.associate_address(AllocationId=allocation, InstanceId=instances[0]["InstanceId"])
 
 
+def apply_key_pair(clients, ctx, plan: ResourcePlan) -> None:
+    ec2, resource = clients("ec2"), plan.resource
+    public = resource.attributes["public_key"]
+    if not public:
+        raise NotFound(f"key_pair {resource.name}: no public key to import (its key_block)")
+    if plan.action == "replace":  # AWS cannot change a key pair's key: a new pair, same name
+        ec2.delete_key_pair(KeyName=resource.name)
+    ec2.import_key_pair(KeyName=resource.name, PublicKeyMaterial=public.encode(),
+                        TagSpecifications=[{"ResourceType": "key-pair",
+                                            "Tags": ctx.tag_list(resource.name)}])  # fmt: skip
+
+
+def apply_db_subnet_group(clients, ctx, plan: ResourcePlan) -> None:
+    rds, resource = clients("rds"), plan.resource
+    a = resource.attributes
+    if plan.action == "create":
+        rds.create_db_subnet_group(DBSubnetGroupName=resource.name,
+                                   DBSubnetGroupDescription=a["description"],
+                                   SubnetIds=list(a["subnets"]), Tags=ctx.tag_list())  # fmt: skip
+    else:
+        rds.modify_db_subnet_group(DBSubnetGroupName=resource.name,
+                                   DBSubnetGroupDescription=a["description"],
+                                   SubnetIds=list(a["subnets"]))  # fmt: skip
+
+
 APPLIERS: dict[str, Callable[[AwsClients, SiteContext, ResourcePlan], None]] = {
     "iam_policy": apply_iam_policy,
     "iam_role": apply_iam_role,
@@ -921,10 +992,16 @@ APPLIERS: dict[str, Callable[[AwsClients, SiteContext, ResourcePlan], None]] = {
     "s3_bucket": apply_s3_bucket,
     "bucket_policy": apply_bucket_policy,
     "es_domain": apply_es_domain,
+    "db_subnet_group": apply_db_subnet_group,
     "rds_instance": apply_rds_instance,
+    "key_pair": apply_key_pair,
     "ec2_instance": apply_ec2_instance,
     "elastic_ip": apply_elastic_ip,
 }
+
+
+#: What the apply replaces (delete, then create) when the plan says so and it is allowed.
+REPLACEABLE = frozenset({"ec2_instance", "key_pair"})
 
 
 @task(name="apply-aws-resource", cache_policy=NO_CACHE,
@@ -942,7 +1019,7 @@ def apply_item(clients: AwsClients, ctx: SiteContext, plan: ResourcePlan) -> str
     resource = plan.resource
     if plan.action == "unchanged":
         return "unchanged"
-    if plan.action == "replace" and resource.kind != "ec2_instance":
+    if plan.action == "replace" and resource.kind not in REPLACEABLE:
         raise ReplaceRefused(
             f"{resource.kind} {resource.name} cannot be replaced by this flow ("
             + ", ".join(c.describe() for c in plan.changes)
@@ -1077,6 +1154,14 @@ def destroy_elastic_ip(clients, ctx, item: DestroyItem) -> None:
     ec2.release_address(AllocationId=(item.current or {})["allocation_id"])
 
 
+def destroy_key_pair(clients, ctx, item: DestroyItem) -> None:
+    clients("ec2").delete_key_pair(KeyName=item.resource.name)
+
+
+def destroy_db_subnet_group(clients, ctx, item: DestroyItem) -> None:
+    clients("rds").delete_db_subnet_group(DBSubnetGroupName=item.resource.name)
+
+
 DESTROYERS: dict[str, Callable[[AwsClients, SiteContext, DestroyItem], None]] = {
     "iam_policy": destroy_iam_policy,
     "iam_role": destroy_iam_role,
@@ -1087,7 +1172,9 @@ DESTROYERS: dict[str, Callable[[AwsClients, SiteContext, DestroyItem], None]] = 
     "security_group": destroy_security_group,
     "s3_bucket": destroy_s3_bucket,
     "es_domain": destroy_es_domain,
+    "db_subnet_group": destroy_db_subnet_group,
     "rds_instance": destroy_rds_instance,
+    "key_pair": destroy_key_pair,
     "ec2_instance": destroy_ec2_instance,
     "elastic_ip": destroy_elastic_ip,
 }
@@ -1166,3 +1253,183 @@ def ensure_access_key_block(clients: AwsClients, ctx: SiteContext, user: str) ->
         iam.delete_access_key(UserName=user, AccessKeyId=str(held.aws_access_key_id))
     get_run_logger().info("created an access key of %s into block %s", user, name)
     return name
+
+
+# -- the analytics instance over SSH ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstanceAddresses:
+    """How one of the site's instances is found and reached."""
+
+    name: str
+    id: str
+    private_ip: str | None
+    public_ip: str | None
+
+    def address(self, kind: str) -> str:
+        """The `public` or `private` address.
+
+        Raises:
+            NotFound: the instance has no address of that kind.
+        """
+        found = self.public_ip if kind == "public" else self.private_ip
+        if not found:
+            raise NotFound(f"ec2_instance {self.name} ({self.id}) has no {kind} address")
+        return found
+
+
+@task(name="find-aws-instance", task_run_name="find-aws-instance {name}", cache_policy=NO_CACHE,
+      retries=READ_RETRIES, retry_delay_seconds=READ_RETRY_DELAY_SECONDS,
+      retry_condition_fn=retry_on_outage, timeout_seconds=120)  # fmt: skip
+def find_instance(clients: AwsClients, site: AwsSite, name: str) -> InstanceAddresses:
+    """The site's live instance `name` (by its `Name` and `site` tags).
+
+    Raises:
+        NotFound: the site has no such instance (not deployed, or terminated).
+        AwsOperationFailed: several instances carry its tags.
+    """
+    found = _instances(clients, site, name)
+    if not found:
+        raise NotFound(f"site {site.client} has no instance {name!r} (deploy-aws-analytics first)")
+    if len(found) > 1:
+        ids = ", ".join(i["InstanceId"] for i in found)
+        raise AwsOperationFailed(f"ec2_instance {name}: {len(found)} instances carry its tags "
+                                 f"({ids}); terminate the extra ones by hand")  # fmt: skip
+    instance = found[0]
+    return InstanceAddresses(name, instance["InstanceId"], instance.get("PrivateIpAddress"),
+                             instance.get("PublicIpAddress"))  # fmt: skip
+
+
+def console_output(clients: AwsClients, instance_id: str) -> str:
+    """The instance's console output as text (botocore decodes EC2's base64)."""
+    return str(clients("ec2").get_console_output(InstanceId=instance_id).get("Output") or "")
+
+
+def console_keys_of(
+    clients: AwsClients, instance_id: str, wait_seconds: float, interval: float
+) -> ConsoleKeys:
+    """cloud-init's host key fingerprints from the instance's console output.
+
+    EC2 publishes the console output a few minutes after boot, so a freshly launched instance
+    is asked again for up to `wait_seconds`; after that what it shows is returned (maybe
+    nothing, which `verify_host_key` refuses unless trust on first use was asked for).
+    """
+    last: list[ConsoleKeys] = []
+
+    def probe() -> ConsoleKeys | None:
+        keys = parse_console_keys(console_output(clients, instance_id))
+        last.append(keys)
+        return keys if keys else None
+
+    return wait_until(probe, timeout=wait_seconds, interval=interval,
+                      on_timeout=lambda: last[-1])  # fmt: skip
+
+
+@task(name="verify-aws-host-key", task_run_name="verify-host-key {instance.name} {address}",
+      cache_policy=NO_CACHE, timeout_seconds=900)  # fmt: skip
+def verify_instance_host_key(
+    clients: AwsClients,
+    identity: SshIdentity,
+    instance: InstanceAddresses,
+    address: str,
+    trust_on_first_use: bool = False,
+    timeout: float = 15,
+    console_wait_seconds: float = 300,
+    poll_interval: float = 10,
+) -> tuple[StepResult, str]:
+    """The host-key step of setup-analytics-host for an EC2 instance: a key known_hosts does
+    not list yet must match what cloud-init printed on the instance's console output.
+
+    Returns:
+        The step and the SSH block's known_hosts, with the key added when it was verified now.
+
+    Raises:
+        HostKeyMismatch: known_hosts lists another key for the address.
+        HostKeyNotVerified: the console shows other fingerprints, or none (without trust on
+            first use).
+    """
+    return record_host_key(
+        identity, address,
+        lambda: console_keys_of(clients, instance.id, console_wait_seconds, poll_interval),
+        trust_on_first_use, timeout,
+    )  # fmt: skip
+
+
+# -- the RDS instance's databases -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RdsEndpoint:
+    """Where the site's RDS instance answers."""
+
+    identifier: str
+    address: str
+    port: int
+
+
+@task(name="read-rds-endpoint", cache_policy=NO_CACHE, retries=READ_RETRIES,
+      retry_delay_seconds=READ_RETRY_DELAY_SECONDS, retry_condition_fn=retry_on_outage,
+      timeout_seconds=120)  # fmt: skip
+def rds_endpoint(clients: AwsClients, site: AwsSite) -> RdsEndpoint:
+    """The endpoint of the site's RDS instance (the `rds_endpoint` output of the deploy).
+
+    Raises:
+        NotFound: the site has no RDS instance (not deployed, or destroyed).
+        AwsOperationFailed: the instance is not `available` (still creating, being modified
+            or deleted), or has no endpoint yet.
+    """
+    identifier = site.rds_identifier
+    db = _db_instance(clients, identifier)
+    if db is None:
+        raise NotFound(f"site {site.client} has no RDS instance {identifier!r} "
+                       "(deploy-aws-analytics first)")  # fmt: skip
+    status, endpoint = db.get("DBInstanceStatus"), db.get("Endpoint") or {}
+    if status != "available" or not endpoint.get("Address"):
+        raise AwsOperationFailed(f"RDS instance {identifier} is {status}, not available: "
+                                 "rerun once it is")  # fmt: skip
+    return RdsEndpoint(identifier, str(endpoint["Address"]), int(endpoint.get("Port") or 3306))
+
+
+@task(name="remove-access-key-block", cache_policy=NO_CACHE, task_run_name="access key {user}",
+      timeout_seconds=120)  # fmt: skip
+def remove_access_key_block(clients: AwsClients, ctx: SiteContext, user: str) -> str | None:
+    """Undo `ensure_access_key_block`: delete the key the block holds (if `user` still has it)
+    and the block. Nothing there: nothing done (a second teardown is a no-op).
+
+    Returns:
+        The block's name when it was removed, None when there was none.
+    """
+    from prefect_aws import AwsCredentials
+
+    name = access_key_block_name(ctx.site, user)
+    try:
+        held = AwsCredentials.load(name)
+    except ValueError:  # no such block
+        return None
+    iam, key_id = clients("iam"), str(held.aws_access_key_id)
+    try:
+        keys = {k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]}
+    except ClientError as error:
+        if _code(error) != "NoSuchEntity":
+            raise _failed(Resource("iam_user", user, {}), "list access keys of", error) from None
+        keys = set()
+    if key_id in keys:
+        iam.delete_access_key(UserName=user, AccessKeyId=key_id)
+        get_run_logger().info("deleted the access key of %s that block %s held", user, name)
+    AwsCredentials.delete(name)
+    get_run_logger().info("removed block %s", name)
+    return name
+
+
+def site_public_keys(site: AwsSite) -> dict[str, str]:
+    """Key pair name -> `type base64` of the public key of its instances' `key_block`.
+
+    Raises:
+        ValueError: a key block does not exist (Prefect's message names it).
+    """
+    return {
+        settings.key_name: public_key_line(SshIdentity.load(settings.key_block))
+        for settings in (site.analytics, site.director)
+        if settings.key_block
+    }

@@ -9,21 +9,25 @@ mode 0600, and never appear in commands, logs or results.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
 
+from blocks.database import MySqlDatabase
 from blocks.ssh import SshIdentity, known_host_keys
 from domain.names import known_hosts_label
+from pipeline_config.fields import NonEmptyStr
+from pipeline_config.render import OverrideSettings, render_override_cfg
 from remote.host_keys import ConsoleKeys, known_hosts_with, parse_console_keys, verify_host_key
 from remote.setup import PipelineSetup, StepResult, ensure_dir, ensure_venv, put_file
 from remote.ssh import fetch_host_key
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
-
-    from blocks.database import MySqlDatabase
 
 # -- host keys -------------------------------------------------------------------------------------
 
@@ -48,11 +52,28 @@ def verify_and_record_host_key(
 
     Raises HostKeyMismatch (a changed key) or HostKeyNotVerified (see remote.host_keys).
     """
+    read = (lambda: console_keys(conn, server_id)) if conn and server_id else None
+    return record_host_key(identity, address, read, trust_on_first_use, timeout)
+
+
+def record_host_key(
+    identity: SshIdentity,
+    address: str,
+    read_console: Callable[[], ConsoleKeys] | None,
+    trust_on_first_use: bool = False,
+    timeout: float = 15,
+) -> tuple[StepResult, str]:
+    """The host-key step whatever the cloud: `read_console` gives the fingerprints cloud-init
+    printed on the server's console (Nova's console log, EC2's console output), and is asked
+    only for a host known_hosts does not list yet.
+
+    Raises HostKeyMismatch (a changed key) or HostKeyNotVerified (see remote.host_keys).
+    """
     trusted = identity.host_keys()
     known = known_host_keys(trusted, known_hosts_label(address, identity.port))
     presented = fetch_host_key(address, identity.port, timeout, known)
     # a known host is judged by known_hosts alone: the console only vouches for new hosts
-    console = console_keys(conn, server_id) if not known and conn and server_id else ConsoleKeys()
+    console = read_console() if not known and read_console else ConsoleKeys()
     verdict = verify_host_key(
         address, identity.port, presented, trusted, console, trust_on_first_use=trust_on_first_use
     )
@@ -173,3 +194,106 @@ def ensure_pipeline_venv(identity: SshIdentity, host: str, setup: PipelineSetup)
     """The virtualenv `<base>/<remote_name>/venv` with the pipeline installed (remote.setup)."""
     logger = get_run_logger()
     return ensure_venv(identity, host, setup, log=logger.info)
+
+
+# -- the setup steps after the host key, in order ----------------------------------------------
+
+_INSIGHTS = (
+    "sudo -n -Hu insights bash -c 'cd && . venvs/insights/bin/activate && . insights_env && "
+    "cd edx_analytics_dashboard && ./manage.py migrate {options} "
+    "--settings=analytics_dashboard.settings.production'"
+)
+
+
+class KeyDistribution(BaseModel):
+    """The deploy key: authorized on the node, and its pair copied there (as the seed did)."""
+
+    deploy_key_block: NonEmptyStr | None = Field(
+        default=None,
+        description="SSH Identity block holding the deploy key pair; None: skip both key steps.",
+    )
+    authorized_keys: NonEmptyStr = Field(
+        default="~/.ssh/authorized_keys",
+        description="The login's authorized_keys on the node: the deploy public key goes there.",
+    )
+    copy_key_pair: bool = Field(default=True, description="Also copy the pair to the node.")
+    key_pair_directory: NonEmptyStr = Field(
+        default="~/.ssh", description="Directory on the node the key pair is copied into (0700)."
+    )
+    key_pair_name: str = Field(
+        default="id_rsa",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="File name of the copied private key; the public key gets `.pub` added.",
+    )
+
+
+class InsightsMigration(BaseModel):
+    """The Insights migration fix of the seed (tables missing behind a 500 on /courses)."""
+
+    enabled: bool = Field(
+        default=False, description="Run the fix when the check command says it is needed."
+    )
+    check_command: NonEmptyStr = Field(
+        default=_INSIGHTS.format(options="--check"),
+        description="Exits 0 when nothing needs migrating.",
+    )
+    command: NonEmptyStr = Field(
+        default=_INSIGHTS.format(options="--run-syncdb"),
+        description="The fix, as the insights user.",
+    )
+    timeout_seconds: float = Field(
+        default=600, gt=0, description="Seconds the check and the fix may each take."
+    )
+
+
+def run_setup_steps(
+    identity: SshIdentity,
+    host: str,
+    keys: KeyDistribution,
+    pipeline: PipelineSetup,
+    override: OverrideSettings | None,
+    database_credentials: dict[str, str] | None,
+    insights: InsightsMigration,
+    results: list[StepResult],
+) -> None:
+    """The steps of setup-analytics-host after the host key, on a host whose key is known:
+    deploy key and key pair, override.cfg, credentials files, the venv, the Insights fix.
+
+    Each step's result is appended to `results` as it is done, so that a failed step still
+    leaves the table of those before it.
+    """
+    if keys.deploy_key_block:
+        deploy = SshIdentity.load(keys.deploy_key_block)
+        public = public_key_line(deploy, "deploy")
+        results.append(ensure_authorized_key(identity, host, public, keys.authorized_keys))
+        if keys.copy_key_pair:
+            directory, name = keys.key_pair_directory, keys.key_pair_name
+            results.append(ensure_key_pair(identity, host, deploy, directory, name))
+    if override is not None:
+        text = render_override_cfg(override).encode()
+        path = pipeline.override_path
+        results.append(ensure_remote_file(identity, host, path, text, 0o644, "override.cfg"))
+    for path, block in (database_credentials or {}).items():
+        database = MySqlDatabase.load(block)
+        results.append(ensure_credentials_file(identity, host, path, database))
+    if pipeline.enabled:
+        results.append(ensure_pipeline_venv(identity, host, pipeline))
+    if insights.enabled:
+        results.append(run_if_needed(
+            identity, host, "insights migration", insights.check_command, insights.command,
+            insights.timeout_seconds,
+        ))  # fmt: skip
+
+
+def publish_steps(key: str, title: str, results: list[StepResult]) -> None:
+    """The step table as an artifact (`title`: `**flow** of host`); a failure here must not
+    hide the run's own error."""
+    try:
+        create_table_artifact(
+            key=key,
+            table=[r.__dict__ for r in results] or [{"step": "-", "status": "nothing done"}],
+            description=f"{title}: "
+            f"{sum(r.status == 'changed' for r in results)} of {len(results)} steps changed",
+        )
+    except Exception as error:
+        get_run_logger().warning("could not publish the step table: %s", error)

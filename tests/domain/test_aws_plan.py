@@ -45,6 +45,12 @@ def test_an_empty_account_is_all_create_but_what_the_site_builds_on():
     assert actions.pop(("vpc", "vpc-0123456789abcdef0")) == "update"
     assert actions.pop(("route", "vpc-0123456789abcdef0:0.0.0.0/0")) == "update"
     assert actions.pop(("bucket_policy", "client-name-edxapp")) == "update"
+    # the key pairs made by hand before the site (no key_block): there, nothing to compare
+    assert (
+        actions.pop(("key_pair", "analytics"))
+        == actions.pop(("key_pair", "director"))
+        == ("unchanged")
+    )
     assert set(actions.values()) == {"create"}
     assert plan.item("vpc", "vpc-0123456789abcdef0").changes[0].describe() == (
         "enable_dns_hostnames: False -> True"
@@ -224,3 +230,11 @@ def test_the_applied_instances_make_the_inventory():
     del current[("ec2_instance", "director")]
     with pytest.raises(InvalidInput, match="instance director has no address"):
         site_inventory(site(), current)
+
+
+def test_a_missing_key_pair_made_by_hand_stops_the_plan_naming_it():
+    resources = desired_resources(site(), ACCOUNT)
+    current = prerequisites_only(resources)
+    del current[("key_pair", "director")]
+    with pytest.raises(PrerequisiteNotFound, match="key_pair 'director' does not exist"):
+        diff_site("client-name", resources, current)

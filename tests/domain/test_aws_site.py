@@ -161,6 +161,33 @@ def test_tags_name_project_site_and_run():
 def test_the_deployments_default_site_is_the_example():
     deployments = yaml.safe_load((EXAMPLE.parents[1] / "prefect.yaml").read_text())["deployments"]
     sites = [d["parameters"]["site"] for d in deployments if "site" in d.get("parameters", {})]
-    assert len(sites) == 2
+    assert len(sites) == 4  # deploy, destroy, host setup, databases
     for given in sites:
         assert AwsSite.model_validate(given) == site()
+
+
+def test_key_pairs_are_the_sites_with_a_key_block_else_prerequisites():
+    analytics = {**example()["analytics"], "key_block": "analytics-key"}
+    found = by_key(desired_resources(site(analytics=analytics), ACCOUNT,
+                                     {"analytics": "ssh-ed25519 AAAAC3"}))  # fmt: skip
+    ours, given = found[("key_pair", "analytics")], found[("key_pair", "director")]
+    assert (ours.attributes, ours.managed, ours.creatable) == (
+        {"public_key": "ssh-ed25519 AAAAC3"}, True, True,
+    )  # fmt: skip
+    assert ours.immutable == {"public_key"}  # AWS cannot change a pair's key: replaced
+    assert (given.attributes, given.managed, given.creatable) == ({}, False, False)
+    assert ("key_pair", "analytics") in found[("ec2_instance", "analytics-1")].depends_on
+
+
+def test_the_db_subnet_group_is_the_sites_when_it_lists_subnets():
+    assert not [k for k in by_key(desired_resources(site(), ACCOUNT)) if k[0] == "db_subnet_group"]
+    rds = {**example()["rds"], "subnet_ids": ["subnet-2", "subnet-1", "subnet-2"]}
+    found = by_key(desired_resources(site(rds=rds), ACCOUNT))
+    group = found[("db_subnet_group", "client-name-analytics")]
+    assert group.attributes["subnets"] == ["subnet-1", "subnet-2"]
+    assert ("db_subnet_group", "client-name-analytics") in found[
+        ("rds_instance", "client-name-analytics")].depends_on  # fmt: skip
+    named = site(rds={**rds, "subnet_group": "analytics-db"})
+    assert named.rds_subnet_group == "analytics-db"
+    with pytest.raises(ValidationError, match="two availability zones"):
+        site(rds={**rds, "subnet_ids": ["subnet-1"]})

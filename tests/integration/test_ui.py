@@ -41,6 +41,7 @@ DEPLOYMENTS = {
 }  # fmt: skip
 DEPLOYMENTS |= {"aws-analytics", "aws-analytics-destroy", "aws-analytics-databases"}
 DEPLOYMENTS |= {"ha-health"}  # check-ha-health (flows/ha_health.py)
+DEPLOYMENTS |= {"aws-analytics-host"}  # setup-aws-analytics-host
 
 
 def page_text(page) -> str:

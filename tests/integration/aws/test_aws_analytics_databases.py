@@ -12,6 +12,7 @@ from flows.aws_analytics_databases import setup_aws_analytics_databases
 from tests.bed.mariadb import TEST_PASSWORD, TEST_USER
 
 pytestmark = pytest.mark.slow
+ACCOUNT = "123456789012"  # moto's
 PASSWORDS = {"analytics": "An4lytics-pw-7d1", "edxapp": "Edx4pp-pw-90c2", "edxapp_ro": "R0-pw-41aa"}
 
 
@@ -37,7 +38,9 @@ def run(**options):
         readonly_user_block="test-readonly", return_state=True, **options,
     )  # fmt: skip
     assert state.is_completed(), state.message
-    return state.result()
+    result = state.result()
+    assert result.pop("server").startswith("127.0.0.1:")
+    return result
 
 
 def connect(server, user, database=None):
@@ -105,3 +108,58 @@ def test_drift_is_fixed_and_passwords_change_only_on_rotation(server):
         connect(server, "analytics").close()
     finally:
         PASSWORDS["analytics"] = old
+
+
+def test_the_site_rds_endpoint_from_aws_is_where_the_databases_go(
+    server, account, aws, monkeypatch, caplog
+):
+    """The site's RDS instance on moto answers at the bed's MariaDB: the flow finds it by the
+    site alone (endpoint from AWS, the site's master user, the password from its block)."""
+    from moto.rds.models import DBInstance, rds_backends
+
+    from flows.aws_analytics import deploy_aws_analytics
+    from tests.integration.aws.conftest import BLOCK, RDS_PASSWORD, site_of
+
+    monkeypatch.setattr(DBInstance, "address", property(lambda db: "127.0.0.1"))
+    server.root_sql(
+        f"CREATE USER 'rdsmaster'@'%' IDENTIFIED BY '{RDS_PASSWORD}';"
+        "GRANT ALL PRIVILEGES ON *.* TO 'rdsmaster'@'%' WITH GRANT OPTION;"
+    )
+    site = site_of(account, rds={**account["rds"], "master_username": "rdsmaster"})
+    deployed = deploy_aws_analytics(site=site, aws_block=BLOCK, poll_interval_seconds=0.1,
+                                    timeout_seconds=60)  # fmt: skip
+    assert deployed["outputs"]["rds_endpoint"] == "127.0.0.1"
+    rds_backends[ACCOUNT][aws.region].databases["client-name-analytics"].port = server.port
+
+    def run_on_site(**options):
+        state = setup_aws_analytics_databases(
+            site=site, aws_block=BLOCK, analytics_user_block="test-analytics",
+            migration_user_block="test-migration", edxapp_server_block=None,
+            return_state=True, **options,
+        )  # fmt: skip
+        assert state.is_completed(), state.message
+        return state.result()
+
+    done = run_on_site()
+    assert done["server"] == f"127.0.0.1:{server.port}"
+    assert "create user `analytics`@'%'" in done["analytics"]
+    with connect(server, "analytics", "reports") as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE TABLE written (id INT)")
+    assert run_on_site()["analytics"] == []
+    assert RDS_PASSWORD not in caplog.text and PASSWORDS["analytics"] not in caplog.text
+    # an RDS instance that is not there is named, and nothing is tried
+    aws.client("rds").delete_db_instance(DBInstanceIdentifier="client-name-analytics",
+                                         SkipFinalSnapshot=True)  # fmt: skip
+    state = setup_aws_analytics_databases(site=site, aws_block=BLOCK, return_state=True)
+    with pytest.raises(LookupError, match="has no RDS instance 'client-name-analytics'"):
+        state.result()
+
+
+def test_the_site_and_a_server_block_are_one_or_the_other(account):
+    from tests.integration.aws.conftest import site_of
+
+    for options in ({}, {"site": site_of(account), "analytics_server_block": "x"}):
+        state = setup_aws_analytics_databases(return_state=True, **options)
+        with pytest.raises(ValueError, match="give the site .its RDS instance. or "
+                           "analytics_server_block"):  # fmt: skip
+            state.result()

@@ -17,7 +17,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect_aws import AwsCredentials
 
-from domain.aws_plan import UnsafeRuleRefused
+from domain.aws_plan import UnsafeRuleRefused, shown
 from flows.aws_analytics import deploy_aws_analytics
 from flows.aws_analytics_destroy import destroy_aws_analytics
 from tests.integration.aws.conftest import BLOCK, RDS_PASSWORD, SECRET_ACCESS_KEY, site_of
@@ -100,7 +100,7 @@ def test_empty_account_all_create_then_apply_then_nothing_to_do(account, aws):
     first = deploy(account)
     result = completed(first)
     rows = plan_rows(first)
-    prerequisites = {"vpc", "route", "bucket_policy"}
+    prerequisites = {"vpc", "route", "bucket_policy", "key_pair"}
     assert {r["action"] for r in rows if r["kind"] not in prerequisites | {"s3_bucket"}} == {
         "create"
     }
@@ -301,6 +301,130 @@ def test_destroy_keeps_buckets_with_objects_and_rds_unless_forced(account, aws):
     assert "s3_bucket client-name-tracking-logs" in forced["left"]
     # and a new deploy starts from there
     assert completed(deploy(account))["outputs"]["rds_endpoint"]
+
+
+def test_destroy_removes_the_key_blocks_and_their_keys_and_a_second_destroy_does_nothing(
+    account, aws
+):
+    iam = aws.client("iam")
+    iam.create_user(UserName="analytics_reports")  # made by hand before the site: it stays
+    completed(deploy(account))
+    assert set(access_keys(aws)) == {"analytics_elasticsearch", "analytics_reports"}
+    blocks = ["client-name-analytics-elasticsearch", "client-name-analytics-reports"]
+    first = completed(destroy(account))
+    assert first["access_key_blocks_removed"] == blocks
+    for name in blocks:
+        with pytest.raises(ValueError, match="Unable to find block document"):
+            AwsCredentials.load(name)
+    # the user the site did not make is left, without the key the deploy gave it
+    assert "iam_user analytics_reports" in first["left"]
+    assert [u["UserName"] for u in iam.list_users()["Users"]] == ["analytics_reports"]
+    assert iam.list_access_keys(UserName="analytics_reports")["AccessKeyMetadata"] == []
+    second = completed(destroy(account))
+    assert second["deleted"] == [] and second["access_key_blocks_removed"] == []
+    assert second["kept"] == first["kept"] and second["left"] == first["left"]
+
+
+def test_key_pairs_and_the_db_subnet_group_are_planned_created_corrected_and_destroyed(
+    account, aws, tmp_path, monkeypatch
+):
+    from moto.rds.models import RDSBackend
+
+    from blocks.ssh import SshIdentity
+    from tests.bed.sshd import generate_ed25519_key, public_key_line
+
+    # moto 5.2's ModifyDBSubnetGroup forgets the group it modified (pops it, never puts it
+    # back): the fake is fixed here, so that a modified group stays, as on AWS
+    modify = RDSBackend.modify_db_subnet_group
+
+    def modify_and_keep(backend, subnet_name, description, subnets):
+        group = modify(backend, subnet_name, description, subnets)
+        backend.subnet_groups[subnet_name] = group
+        return group
+
+    monkeypatch.setattr(RDSBackend, "modify_db_subnet_group", modify_and_keep)
+
+    ec2, rds, vpc = aws.client("ec2"), aws.client("rds"), account["vpc_id"]
+
+    def subnet(cidr: str, zone: str) -> str:
+        created = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)
+        return created["Subnet"]["SubnetId"]
+
+    second, third = subnet("10.20.2.0/24", "us-east-1b"), subnet("10.20.3.0/24", "us-east-1c")
+    key = generate_ed25519_key(tmp_path / "analytics-key")
+    SshIdentity(username="ubuntu", private_key=key.read_text(), known_hosts="").save(
+        "client-name-analytics-key", overwrite=True
+    )
+    settings = {
+        **account,
+        "analytics": {**account["analytics"], "key_name": "client-name-analytics",
+                      "key_block": "client-name-analytics-key"},
+        "rds": {**account["rds"], "subnet_ids": [account["subnet_id"], second]},
+    }  # fmt: skip
+    first = deploy(settings)
+    completed(first)
+    actions = {(r["kind"], r["name"]): r["action"] for r in plan_rows(first)}
+    assert actions[("key_pair", "client-name-analytics")] == "create"
+    assert actions[("key_pair", "director")] == "unchanged"  # made by hand, as the seed does
+    assert actions[("db_subnet_group", "client-name-analytics")] == "create"
+
+    def public_key() -> list[str]:
+        (pair,) = ec2.describe_key_pairs(KeyNames=["client-name-analytics"],
+                                         IncludePublicKey=True)["KeyPairs"]  # fmt: skip
+        return pair["PublicKey"].split()[:2]
+
+    assert public_key() == public_key_line(key).split()[:2]
+    (analytics,) = instances_named(aws, "analytics-1")
+    assert analytics["KeyName"] == "client-name-analytics"
+
+    def subnets() -> list[str]:
+        (group,) = rds.describe_db_subnet_groups(DBSubnetGroupName="client-name-analytics")[
+            "DBSubnetGroups"]  # fmt: skip
+        return sorted(s["SubnetIdentifier"] for s in group["Subnets"])
+
+    assert subnets() == sorted([account["subnet_id"], second])
+    (db,) = rds.describe_db_instances(DBInstanceIdentifier="client-name-analytics")["DBInstances"]
+    assert db["DBSubnetGroup"]["DBSubnetGroupName"] == "client-name-analytics"
+    assert completed(deploy(settings))["changes"] == []
+
+    # by hand: the group moved to other subnets, the key pair re-imported with another key
+    rds.modify_db_subnet_group(DBSubnetGroupName="client-name-analytics",
+                               SubnetIds=[second, third])  # fmt: skip
+    other = generate_ed25519_key(tmp_path / "other-key")
+    ec2.delete_key_pair(KeyName="client-name-analytics")
+    ec2.import_key_pair(KeyName="client-name-analytics",
+                        PublicKeyMaterial=public_key_line(other).encode())  # fmt: skip
+    refused = deploy(settings)
+    assert refused.is_failed()
+    with pytest.raises(Exception, match="replaces key_pair client-name-analytics .public_key"):
+        refused.result()
+    changed = {(r["kind"], r["action"]): r["changes"] for r in plan_rows(refused)
+               if r["action"] != "unchanged"}  # fmt: skip
+    assert changed == {
+        ("db_subnet_group", "update"): f"subnets: {shown(sorted([second, third]))} -> "
+        f"{shown(sorted([account['subnet_id'], second]))}",
+        ("key_pair", "replace"): f"public_key: {' '.join(public_key_line(other).split()[:2])} -> "
+        f"{' '.join(public_key_line(key).split()[:2])}",
+    }
+    result = completed(deploy(settings, allow_replace=True))
+    assert [c.split(";")[0] for c in result["changes"]] == [
+        "update db_subnet_group client-name-analytics", "replace key_pair client-name-analytics",
+    ]  # fmt: skip
+    assert public_key() == public_key_line(key).split()[:2]
+    assert subnets() == sorted([account["subnet_id"], second])
+    assert completed(deploy(settings))["changes"] == []
+
+    kept = completed(destroy(settings))
+    assert kept["kept"]["db_subnet_group client-name-analytics"] == (
+        "needed by the kept rds_instance client-name-analytics"
+    )
+    assert "key_pair client-name-analytics" in kept["deleted"]
+    assert "key_pair director" in kept["left"]
+    assert {p["KeyName"] for p in ec2.describe_key_pairs()["KeyPairs"]} == {"analytics",
+                                                                            "director"}  # fmt: skip
+    forced = completed(destroy(settings, force=True))
+    assert "db_subnet_group client-name-analytics" in forced["deleted"]
+    assert rds.describe_db_subnet_groups()["DBSubnetGroups"] == []
 
 
 def test_secrets_never_reach_logs_artifacts_or_exceptions(account, aws, caplog):

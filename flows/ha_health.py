@@ -4,9 +4,10 @@ The story:
 1. read the inventory (INI or JSON form) and lint its topology (seeds 002 and 003: clusters
    of at least 3, odd, at most 16; no stateful service on a single node);
 2. on every host of the cluster's group, over one verified SSH session each, run the
-   read-only checks: crm_mon's XML, the Galera node's wsrep status, RabbitMQ's cluster status,
-   the host's addresses (the group's `galera_vip` must be on exactly one host), and the
-   record a dead backup run left (`tasks.node_record`);
+   read-only checks: crm_mon's XML, Corosync's quorum (`corosync-quorumtool -s`), the Galera
+   node's wsrep status, RabbitMQ's cluster status, the host's addresses (the group's
+   `galera_vip` must be on exactly one host), and the record a dead backup run left
+   (`tasks.node_record`);
 3. judge them (:mod:`domain.ha_health`): a node offline, no quorum, a failed action, a Galera
    node not Synced or a smaller cluster, a RabbitMQ disk node down, an unreachable host...;
 4. publish a table artifact (component, node, state, finding) and fail the run when any
@@ -20,6 +21,7 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.ssh import SshIdentity
+from domain.ha_corosync import COROSYNC
 from domain.ha_health import GALERA, PACEMAKER, RABBITMQ, VIP, Finding
 from domain.ha_topology import lint_topology
 from domain.inventory import GROUPS, load_inventory
@@ -55,6 +57,14 @@ class HealthChecks(BaseModel):
     pacemaker_command: NonEmptyStr = Field(
         default=DEFAULT_COMMANDS[PACEMAKER],
         description="Prints crm_mon's XML (`--output-as=xml` or the older `--as-xml`).",
+    )
+    corosync: bool = Field(
+        default=False,
+        description="Read Corosync's quorum on every host (`Quorate: Yes`, every expected "
+        "node in the membership).",
+    )
+    corosync_command: NonEmptyStr = Field(
+        default=DEFAULT_COMMANDS[COROSYNC], description="Prints `corosync-quorumtool -s`."
     )
     galera: bool = Field(default=True, description="Read each Galera node's wsrep status.")
     galera_command: NonEmptyStr = Field(
@@ -93,6 +103,7 @@ class HealthChecks(BaseModel):
     def commands(self) -> dict[str, str]:
         chosen = {
             PACEMAKER: (self.pacemaker, self.pacemaker_command),
+            COROSYNC: (self.corosync, self.corosync_command),
             GALERA: (self.galera, self.galera_command),
             RABBITMQ: (self.rabbitmq, self.rabbitmq_command),
             VIP: (self.vip, self.vip_command),

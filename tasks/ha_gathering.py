@@ -1,10 +1,11 @@
 """Gathering the HA control plane's state over SSH, and turning it into findings and rows.
 
 One task per host (:func:`gather_host`) runs the read-only commands of the checks on one
-verified session (`SshIdentity.session`): crm_mon's XML, the Galera node's wsrep status,
-RabbitMQ's cluster status. It never raises for what it finds: a host that cannot be reached,
-or a command that times out, is recorded as such and becomes a critical finding naming the
-host. :func:`assess_gathered` judges everything gathered with :mod:`domain.ha_health`.
+verified session (`SshIdentity.session`): crm_mon's XML, Corosync's quorum, the Galera
+node's wsrep status, RabbitMQ's cluster status. It never raises for what it finds: a host
+that cannot be reached, or a command that times out, is recorded as such and becomes a
+critical finding naming the host. :func:`assess_gathered` judges everything gathered with
+:mod:`domain.ha_health` (and :mod:`domain.ha_corosync`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.ssh import SshError, SshIdentity
+from domain.ha_corosync import COROSYNC, assess_corosync_quorum
 from domain.ha_health import (
     CRITICAL,
     GALERA,
@@ -39,6 +41,7 @@ BACKUP = "backup"
 #: Read-only commands per check (a deployment may replace them, e.g. with `sudo -n`).
 DEFAULT_COMMANDS = {
     PACEMAKER: "crm_mon --one-shot --inactive --output-as=xml",
+    COROSYNC: "corosync-quorumtool -s",
     GALERA: "mariadb --batch --skip-column-names -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\"",
     RABBITMQ: "rabbitmqctl cluster_status --formatter json",
     VIP: "ip -o addr show",
@@ -199,6 +202,11 @@ def assess_gathered(
             output = result.stdout if result.stdout.strip() else result.stderr
             if check == PACEMAKER:
                 record(check, entry.host, assess_pacemaker(output, expected_nodes=expected_nodes))
+            elif check == COROSYNC:
+                found = assess_corosync_quorum(
+                    result.stdout + result.stderr, expected_nodes=expected_nodes, node=entry.host
+                )
+                record(check, entry.host, found)
             elif check == RABBITMQ:
                 record(check, entry.host, assess_rabbitmq(output, expected_nodes=expected_nodes))
             elif check == VIP:

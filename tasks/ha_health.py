@@ -8,6 +8,7 @@ inventory); this module re-exports them so that callers need not know where.
 
 from __future__ import annotations
 
+from domain.ha_corosync import assess_corosync_quorum
 from domain.ha_health import (
     CRITICAL,
     WARNING,
@@ -26,6 +27,7 @@ __all__ = [
     "WARNING",
     "Finding",
     "any_critical",
+    "assess_corosync_quorum",
     "assess_galera",
     "assess_galera_cluster",
     "assess_pacemaker",

@@ -18,6 +18,9 @@ from blocks.ssh import SshIdentity
 from flows.ha_health import HealthChecks, check_ha_health
 from tasks.node_record import NodeChange
 from tests.bed import pacemaker
+from tests.bed.corosync import Corosync, missing_corosync_programs
+from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch
+from tests.bed.programs import require_programs
 
 pytestmark = pytest.mark.slow
 
@@ -184,3 +187,72 @@ def test_a_record_of_a_backup_at_work_is_a_warning(site, cibs):
     assert backup["state"] == "warning"
     words = f"backup run {running.name} ({running.id}) (Running) is at work: desynced"
     assert words in backup["finding"]
+
+
+class CorosyncBed:
+    """One real Corosync at a time for this module, restarted when another node count is asked."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.running: Corosync | None = None
+
+    def with_nodes(self, nodes: int) -> Corosync:
+        if self.running is not None and self.running.nodes == nodes:
+            return self.running
+        self.stop()
+        self.running = Corosync(self.base_dir / f"nodes{nodes}", nodes=nodes)
+        fixture = f"corosync ({nodes} configured)"
+        with _Stopwatch(fixture):
+            self.running.start()
+        print(f"\n{fixture} started in {_STARTUP_TIMES.last(fixture):.2f} s")
+        return self.running
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.running.stop()
+            self.running = None
+
+
+@pytest.fixture(scope="module")
+def corosync_bed(tmp_path_factory):
+    require_programs(missing_corosync_programs(), "Corosync")
+    bed = CorosyncBed(tmp_path_factory.mktemp("corosync"))
+    try:
+        yield bed
+    finally:
+        bed.stop()
+
+
+def run_with_corosync(site, cibs):
+    with_quorum = checks(site, cibs["healthy"]).model_copy(update={"corosync": True})
+    return check_ha_health(
+        site["inventory"], ssh_block=site["block"], checks=with_quorum, lint=False,
+        return_state=True,
+    )  # fmt: skip
+
+
+def test_corosync_quorum_is_read_on_every_host(site, cibs, corosync_bed):
+    corosync_bed.with_nodes(1)
+    state = run_with_corosync(site, cibs)
+    assert state.is_completed(), state.message
+    host = site["host"].address
+    assert [r["component"] for r in state.result()] == [
+        "pacemaker", "corosync", "galera", "backup"
+    ]  # fmt: skip
+    assert {"component": "corosync", "node": host, "state": "ok", "finding": ""} in state.result()
+
+
+def test_a_partition_without_quorum_fails_the_run_naming_the_host(site, cibs, corosync_bed):
+    corosync_bed.with_nodes(3)  # three configured, this one alone: no quorum
+    state = run_with_corosync(site, cibs)
+    assert state.is_failed()
+    host = site["host"].address
+    assert (
+        f"first: corosync {host}: {host}'s partition is not quorate (Quorate: No; total votes 1"
+        in state.message
+    )
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert [r["finding"] for r in rows if r["component"] == "corosync"] == [
+        f"{host}: {host}'s partition is not quorate (Quorate: No; total votes 1, expected votes 3, "
+        "quorum 2 Activity blocked)",
+    ]  # fmt: skip

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from blocks.ssh import SshIdentity
 from domain.ha_corosync import COROSYNC
+from domain.ha_haproxy import HAPROXY
 from domain.ha_health import GALERA, PACEMAKER, RABBITMQ, VIP, Finding
 from domain.ha_topology import lint_topology
 from domain.inventory import GROUPS, load_inventory
@@ -76,6 +77,22 @@ class HealthChecks(BaseModel):
         default=DEFAULT_COMMANDS[RABBITMQ],
         description="Prints `rabbitmqctl cluster_status --formatter json`.",
     )
+    haproxy: bool = Field(
+        default=False,
+        description="Read haproxy's backends from its stats socket on every host: a server "
+        "DOWN or a backend without a server UP is critical; Galera with several writers at "
+        "once a warning.",
+    )
+    haproxy_command: NonEmptyStr = Field(
+        default=DEFAULT_COMMANDS[HAPROXY],
+        description="Prints the stats socket's answer to `show stat;show table` (Debian's "
+        "socket is `/run/haproxy/admin.sock`; `level user` is enough).",
+    )
+    haproxy_galera_backends: list[NonEmptyStr] = Field(
+        default=["galera"],
+        description="haproxy's backends (or listen sections) in front of Galera: writes go to "
+        "one server at a time (others `backup`, or a stick table).",
+    )
     vip: bool = Field(
         default=True,
         description="Check that the group's `galera_vip` (inventory variable) is on exactly "
@@ -106,6 +123,7 @@ class HealthChecks(BaseModel):
             COROSYNC: (self.corosync, self.corosync_command),
             GALERA: (self.galera, self.galera_command),
             RABBITMQ: (self.rabbitmq, self.rabbitmq_command),
+            HAPROXY: (self.haproxy, self.haproxy_command),
             VIP: (self.vip, self.vip_command),
         }
         return {check: command for check, (enabled, command) in chosen.items() if enabled}
@@ -159,8 +177,9 @@ def check_ha_health(
         ]
         gathered = [future.result() for future in futures]
         found, checked = assess_gathered(
-            gathered, checks=commands, expected_nodes=len(hosts), vip=vip
-        )
+            gathered, checks=commands, expected_nodes=len(hosts), vip=vip,
+            galera_backends=checks.haproxy_galera_backends,
+        )  # fmt: skip
         findings += found
         rows += checked
     if checks.backup_record_path is not None:

@@ -10,6 +10,7 @@ critical finding naming the host. :func:`assess_gathered` judges everything gath
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.ssh import SshError, SshIdentity
 from domain.ha_corosync import COROSYNC, assess_corosync_quorum
+from domain.ha_haproxy import HAPROXY, assess_haproxy
 from domain.ha_health import (
     CRITICAL,
     GALERA,
@@ -38,12 +40,28 @@ from tasks.ssh import parse_ip_addresses
 
 BACKUP = "backup"
 
+#: Where Debian's haproxy package puts its stats socket.
+HAPROXY_SOCKET = "/run/haproxy/admin.sock"
+
+
+def haproxy_command(stats_socket: str) -> str:
+    """The command asking haproxy's stats socket for ``show stat`` and ``show table``.
+
+    Example:
+        >>> haproxy_command("/run/haproxy/admin.sock")
+        "echo 'show stat;show table' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock"
+    """
+    address = shlex.quote(f"UNIX-CONNECT:{stats_socket}")
+    return f"echo 'show stat;show table' | socat stdio {address}"
+
+
 #: Read-only commands per check (a deployment may replace them, e.g. with `sudo -n`).
 DEFAULT_COMMANDS = {
     PACEMAKER: "crm_mon --one-shot --inactive --output-as=xml",
     COROSYNC: "corosync-quorumtool -s",
     GALERA: "mariadb --batch --skip-column-names -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\"",
     RABBITMQ: "rabbitmqctl cluster_status --formatter json",
+    HAPROXY: haproxy_command(HAPROXY_SOCKET),
     VIP: "ip -o addr show",
 }
 
@@ -167,6 +185,7 @@ def assess_gathered(
     checks: Collection[str],
     expected_nodes: int,
     vip: str | None = None,
+    galera_backends: Collection[str] = ("galera",),
 ) -> tuple[list[Finding], list[HealthRow]]:
     """Findings of every check on every host, and the table's rows (an ``ok`` row for each
     check on a host that found nothing).
@@ -177,6 +196,7 @@ def assess_gathered(
         expected_nodes: The cluster's size in the inventory (Pacemaker nodes, Galera size,
             RabbitMQ disk nodes).
         vip: The virtual IP the ``vip`` check looks for on every host (exactly one must hold it).
+        galera_backends: haproxy's backends in front of Galera (one writer at a time).
     """
     findings: list[Finding] = []
     rows: list[HealthRow] = []
@@ -205,6 +225,11 @@ def assess_gathered(
             elif check == COROSYNC:
                 found = assess_corosync_quorum(
                     result.stdout + result.stderr, expected_nodes=expected_nodes, node=entry.host
+                )
+                record(check, entry.host, found)
+            elif check == HAPROXY:
+                found = assess_haproxy(
+                    result.stdout + result.stderr, galera_backends=galera_backends, node=entry.host
                 )
                 record(check, entry.host, found)
             elif check == RABBITMQ:

@@ -9,6 +9,7 @@ inventory); this module re-exports them so that callers need not know where.
 from __future__ import annotations
 
 from domain.ha_corosync import assess_corosync_quorum
+from domain.ha_haproxy import assess_haproxy
 from domain.ha_health import (
     CRITICAL,
     WARNING,
@@ -30,6 +31,7 @@ __all__ = [
     "assess_corosync_quorum",
     "assess_galera",
     "assess_galera_cluster",
+    "assess_haproxy",
     "assess_pacemaker",
     "assess_rabbitmq",
     "lint_topology",

@@ -16,10 +16,12 @@ from prefect.states import Completed, Running
 
 from blocks.ssh import SshIdentity
 from flows.ha_health import HealthChecks, check_ha_health
+from tasks.ha_gathering import haproxy_command
 from tasks.node_record import NodeChange
 from tests.bed import pacemaker
 from tests.bed.corosync import Corosync, missing_corosync_programs
 from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch
+from tests.bed.haproxy import Haproxy, TcpListener, dead_port, missing_haproxy_programs
 from tests.bed.programs import require_programs
 
 pytestmark = pytest.mark.slow
@@ -256,3 +258,43 @@ def test_a_partition_without_quorum_fails_the_run_naming_the_host(site, cibs, co
         f"{host}: {host}'s partition is not quorate (Quorate: No; total votes 1, expected votes 3, "
         "quorum 2 Activity blocked)",
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def haproxy(tmp_path_factory):
+    """A real haproxy whose Galera backend has db1 UP (listening) and db2 DOWN (refused)."""
+    require_programs(missing_haproxy_programs(), "haproxy")
+    listener = TcpListener()
+    sections = (
+        "backend galera\n"
+        f"  server db1 127.0.0.1:{listener.port}\n"
+        f"  server db2 127.0.0.1:{dead_port()} backup\n"
+    )
+    proxy = Haproxy(tmp_path_factory.mktemp("haproxy"), sections)
+    try:
+        with _Stopwatch("haproxy (module)"):
+            proxy.start()
+        print(f"\nhaproxy started in {_STARTUP_TIMES.last('haproxy (module)'):.2f} s")
+        yield proxy
+    finally:
+        proxy.stop()
+        listener.close()
+
+
+def test_a_haproxy_server_down_fails_the_run_naming_backend_and_server(site, cibs, haproxy):
+    with_haproxy = checks(site, cibs["healthy"]).model_copy(update={
+        "haproxy": True, "haproxy_command": haproxy_command(str(haproxy.stats_socket)),
+    })  # fmt: skip
+    state = check_ha_health(
+        site["inventory"], ssh_block=site["block"], checks=with_haproxy, lint=False,
+        return_state=True,
+    )  # fmt: skip
+    assert state.is_failed()
+    host = site["host"].address
+    assert f"first: haproxy galera/db2: server galera/db2 is DOWN on {host} (L4CON" in (
+        state.message
+    )
+    rows = artifact_rows(state.state_details.flow_run_id)
+    (row,) = [r for r in rows if r["component"] == "haproxy"]
+    assert (row["node"], row["state"]) == (host, "critical")
+    assert row["finding"].startswith(f"galera/db2: server galera/db2 is DOWN on {host}")

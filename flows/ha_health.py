@@ -21,6 +21,7 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.ssh import SshIdentity
+from domain.ha_clustercheck import CLUSTERCHECK
 from domain.ha_corosync import COROSYNC
 from domain.ha_haproxy import HAPROXY
 from domain.ha_health import GALERA, PACEMAKER, RABBITMQ, VIP, Finding
@@ -72,6 +73,16 @@ class HealthChecks(BaseModel):
         default=DEFAULT_COMMANDS[GALERA],
         description="Prints `SHOW GLOBAL STATUS LIKE 'wsrep_%'` tab-separated (`--batch`).",
     )
+    galera_http: bool = Field(
+        default=False,
+        description="Ask each Galera node's HTTP check (clustercheck on 9200, what haproxy "
+        "asks): anything but 200 is critical.",
+    )
+    galera_http_command: NonEmptyStr = Field(
+        default=DEFAULT_COMMANDS[CLUSTERCHECK],
+        description="Prints the check's HTTP answer with its headers (`curl --include`, or "
+        "the `clustercheck` script itself).",
+    )
     rabbitmq: bool = Field(default=False, description="Read RabbitMQ's cluster status.")
     rabbitmq_command: NonEmptyStr = Field(
         default=DEFAULT_COMMANDS[RABBITMQ],
@@ -122,6 +133,7 @@ class HealthChecks(BaseModel):
             PACEMAKER: (self.pacemaker, self.pacemaker_command),
             COROSYNC: (self.corosync, self.corosync_command),
             GALERA: (self.galera, self.galera_command),
+            CLUSTERCHECK: (self.galera_http, self.galera_http_command),
             RABBITMQ: (self.rabbitmq, self.rabbitmq_command),
             HAPROXY: (self.haproxy, self.haproxy_command),
             VIP: (self.vip, self.vip_command),

@@ -18,6 +18,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.ssh import SshError, SshIdentity
+from domain.ha_clustercheck import CLUSTERCHECK, assess_galera_http
 from domain.ha_corosync import COROSYNC, assess_corosync_quorum
 from domain.ha_haproxy import HAPROXY, assess_haproxy
 from domain.ha_health import (
@@ -55,6 +56,16 @@ def haproxy_command(stats_socket: str) -> str:
     return f"echo 'show stat;show table' | socat stdio {address}"
 
 
+def galera_http_command(url: str = "http://127.0.0.1:9200/") -> str:
+    """The command asking a node's Galera HTTP check (clustercheck), answer with headers.
+
+    Example:
+        >>> galera_http_command()
+        'curl --silent --show-error --include --max-time 10 http://127.0.0.1:9200/'
+    """
+    return f"curl --silent --show-error --include --max-time 10 {shlex.quote(url)}"
+
+
 #: Read-only commands per check (a deployment may replace them, e.g. with `sudo -n`).
 DEFAULT_COMMANDS = {
     PACEMAKER: "crm_mon --one-shot --inactive --output-as=xml",
@@ -62,6 +73,7 @@ DEFAULT_COMMANDS = {
     GALERA: "mariadb --batch --skip-column-names -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\"",
     RABBITMQ: "rabbitmqctl cluster_status --formatter json",
     HAPROXY: haproxy_command(HAPROXY_SOCKET),
+    CLUSTERCHECK: galera_http_command(),
     VIP: "ip -o addr show",
 }
 
@@ -226,6 +238,9 @@ def assess_gathered(
                 found = assess_corosync_quorum(
                     result.stdout + result.stderr, expected_nodes=expected_nodes, node=entry.host
                 )
+                record(check, entry.host, found)
+            elif check == CLUSTERCHECK:
+                found = assess_galera_http(result.stdout + result.stderr, node=entry.host)
                 record(check, entry.host, found)
             elif check == HAPROXY:
                 found = assess_haproxy(

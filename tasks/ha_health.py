@@ -8,6 +8,7 @@ inventory); this module re-exports them so that callers need not know where.
 
 from __future__ import annotations
 
+from domain.ha_clustercheck import assess_galera_http
 from domain.ha_corosync import assess_corosync_quorum
 from domain.ha_haproxy import assess_haproxy
 from domain.ha_health import (
@@ -31,6 +32,7 @@ __all__ = [
     "assess_corosync_quorum",
     "assess_galera",
     "assess_galera_cluster",
+    "assess_galera_http",
     "assess_haproxy",
     "assess_pacemaker",
     "assess_rabbitmq",

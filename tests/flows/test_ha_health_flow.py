@@ -16,12 +16,14 @@ from prefect.states import Completed, Running
 
 from blocks.ssh import SshIdentity
 from flows.ha_health import HealthChecks, check_ha_health
-from tasks.ha_gathering import haproxy_command
+from tasks.ha_gathering import galera_http_command, haproxy_command
 from tasks.node_record import NodeChange
 from tests.bed import pacemaker
+from tests.bed.clustercheck import ClusterCheck, missing_clustercheck_programs
 from tests.bed.corosync import Corosync, missing_corosync_programs
 from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch
 from tests.bed.haproxy import Haproxy, TcpListener, dead_port, missing_haproxy_programs
+from tests.bed.mariadb import TEST_PASSWORD, TEST_USER
 from tests.bed.programs import require_programs
 
 pytestmark = pytest.mark.slow
@@ -298,3 +300,45 @@ def test_a_haproxy_server_down_fails_the_run_naming_backend_and_server(site, cib
     (row,) = [r for r in rows if r["component"] == "haproxy"]
     assert (row["node"], row["state"]) == (host, "critical")
     assert row["finding"].startswith(f"galera/db2: server galera/db2 is DOWN on {host}")
+
+
+@pytest.fixture(scope="module")
+def clustercheck(tmp_path_factory):
+    """Percona's clustercheck under a real xinetd, asking whichever Galera a test points it at."""
+    require_programs(missing_clustercheck_programs(), "clustercheck")
+    check = ClusterCheck(tmp_path_factory.mktemp("clustercheck"), TEST_USER, TEST_PASSWORD)
+    try:
+        with _Stopwatch("clustercheck xinetd (module)"):
+            check.start()
+        print(f"\nxinetd + clustercheck started in "
+              f"{_STARTUP_TIMES.last('clustercheck xinetd (module)'):.2f} s")  # fmt: skip
+        yield check
+    finally:
+        check.stop()
+
+
+def test_the_galera_http_check_is_asked_on_every_host(site, cibs, galera, clustercheck):
+    clustercheck.point_at(galera.port)
+    with_http = checks(site, cibs["healthy"]).model_copy(update={
+        "galera_http": True, "galera_http_command": galera_http_command(clustercheck.url),
+    })  # fmt: skip
+    host = site["host"].address
+
+    def run_http():
+        return check_ha_health(
+            site["inventory"], ssh_block=site["block"], checks=with_http, lint=False,
+            return_state=True,
+        )  # fmt: skip
+
+    state = run_http()
+    assert state.is_completed(), state.message
+    assert {"component": "clustercheck", "node": host, "state": "ok", "finding": ""} in (
+        state.result()
+    )
+    galera.stop()  # the check answers 503; the wsrep status cannot be read either
+    state = run_http()
+    assert state.is_failed()
+    rows = artifact_rows(state.state_details.flow_run_id)
+    (row,) = [r for r in rows if r["component"] == "clustercheck"]
+    assert (row["node"], row["state"]) == (host, "critical")
+    assert row["finding"].startswith(f"{host}: the Galera check on {host} answered 503")

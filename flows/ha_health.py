@@ -5,9 +5,9 @@ The story:
    of at least 3, odd, at most 16; no stateful service on a single node);
 2. on every host of the cluster's group, over one verified SSH session each, run the
    read-only checks: crm_mon's XML, Corosync's quorum (`corosync-quorumtool -s`), the Galera
-   node's wsrep status, RabbitMQ's cluster status, the host's addresses (the group's
-   `galera_vip` must be on exactly one host), and the record a dead backup run left
-   (`tasks.node_record`);
+   node's wsrep status, RabbitMQ's cluster status, the host's addresses (each of the group's
+   VIPs, `vips` and `galera_vip`, must be on exactly one host), and the record a dead
+   backup run left (`tasks.node_record`);
 3. judge them (:mod:`domain.ha_health`): a node offline, no quorum, a failed action, a Galera
    node not Synced or a smaller cluster, a RabbitMQ disk node down, an unreachable host...;
 4. publish a table artifact (component, node, state, finding) and fail the run when any
@@ -106,8 +106,8 @@ class HealthChecks(BaseModel):
     )
     vip: bool = Field(
         default=True,
-        description="Check that the group's `galera_vip` (inventory variable) is on exactly "
-        "one host; skipped when the inventory has none.",
+        description="Check that each of the group's VIPs (inventory variables `vips`, and "
+        "`galera_vip`) is on exactly one host; skipped when the inventory has none.",
     )
     vip_command: NonEmptyStr = Field(
         default=DEFAULT_COMMANDS[VIP], description="Lists the host's addresses (`ip -o addr`)."
@@ -177,9 +177,9 @@ def check_ha_health(
             rows.append(HealthRow("topology", checks.group, "ok", ""))
     commands = checks.commands()
     identity = SshIdentity.load(ssh_block)
-    vip = inventory.group_vars.get(checks.group, {}).get("galera_vip")
-    if VIP in commands and not vip:
-        logger.info("no galera_vip for %s in %s: VIP check skipped", checks.group, inventory_file)
+    vips = inventory.vips(checks.group)
+    if VIP in commands and not vips:
+        logger.info("no VIP for %s in %s: VIP check skipped", checks.group, inventory_file)
         del commands[VIP]
     gathered = []
     if commands:
@@ -189,7 +189,7 @@ def check_ha_health(
         ]
         gathered = [future.result() for future in futures]
         found, checked = assess_gathered(
-            gathered, checks=commands, expected_nodes=len(hosts), vip=vip,
+            gathered, checks=commands, expected_nodes=len(hosts), vips=vips,
             galera_backends=checks.haproxy_galera_backends,
         )  # fmt: skip
         findings += found

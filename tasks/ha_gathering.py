@@ -198,6 +198,7 @@ def assess_gathered(
     expected_nodes: int,
     vip: str | None = None,
     galera_backends: Collection[str] = ("galera",),
+    vips: Mapping[str, str] | None = None,
 ) -> tuple[list[Finding], list[HealthRow]]:
     """Findings of every check on every host, and the table's rows (an ``ok`` row for each
     check on a host that found nothing).
@@ -209,6 +210,8 @@ def assess_gathered(
             RabbitMQ disk nodes).
         vip: The virtual IP the ``vip`` check looks for on every host (exactly one must hold it).
         galera_backends: haproxy's backends in front of Galera (one writer at a time).
+        vips: Several virtual IPs by name (the inventory's ``vips``), each on exactly one host;
+            ``vip`` is one more, named by its address.
     """
     findings: list[Finding] = []
     rows: list[HealthRow] = []
@@ -268,8 +271,11 @@ def assess_gathered(
             by_node.setdefault(node, []).append(finding)
         for node, node_findings in by_node.items():
             record(GALERA, node, node_findings)
-    if VIP in checks and vip is not None:
-        found = assess_vip(vip, vip_addresses)
-        holders = [h for h, a in vip_addresses.items() if not isinstance(a, str) and vip in a]
+    wanted = dict(vips or {})
+    if vip is not None:
+        wanted.setdefault(vip, vip)
+    for name, address in wanted.items() if VIP in checks else ():
+        found = assess_vip(address, vip_addresses, name=name)
+        holders = [h for h, a in vip_addresses.items() if not isinstance(a, str) and address in a]
         record(VIP, "cluster" if found else holders[0], found)
     return findings, rows

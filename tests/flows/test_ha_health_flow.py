@@ -146,7 +146,26 @@ def test_the_vip_must_be_on_exactly_one_host(site, cibs, vip, held, tmp_path):
                        "finding": ""}  # fmt: skip
     else:
         assert state.is_failed()
-        assert row["state"] == "critical" and row["finding"] == f"{vip}: VIP {vip} is on no node"
+        assert row["state"] == "critical"
+        assert row["finding"] == f"{vip}: VIP galera ({vip}) is on no node"
+
+
+def test_each_of_several_vips_must_be_on_exactly_one_host(site, cibs, tmp_path):
+    inventory = tmp_path / "with-vips.json"
+    inventory.write_text(json.dumps({"backend_servers": {
+        "hosts": [site["host"].address],
+        "vars": {"galera_vip": "127.0.0.1", "vips": {"rabbitmq": "192.0.2.20", "api": "::1"}},
+    }}))  # fmt: skip
+    state = run(site, cibs["healthy"], inventory=inventory)
+    assert state.is_failed()
+    assert "first: vip 192.0.2.20: VIP rabbitmq (192.0.2.20) is on no node" in state.message
+    rows = artifact_rows(state.state_details.flow_run_id)
+    host = site["host"].address
+    assert [(r["node"], r["state"], r["finding"]) for r in rows if r["component"] == "vip"] == [
+        (host, "ok", ""),
+        ("cluster", "critical", "192.0.2.20: VIP rabbitmq (192.0.2.20) is on no node"),
+        (host, "ok", ""),
+    ]
 
 
 def test_a_record_left_by_a_dead_backup_run_is_critical(site, cibs):

@@ -11,7 +11,10 @@ Groups (:data:`GROUPS`): ``deploy``, ``backend_servers``, ``app_servers``, ``app
 ``analytics_servers``. Hosts are identified by their management address, as operators type
 them (``--limit 192.168.122.112``); ``name`` is the Nova server name where one is known. Host
 variables: ``backend_role`` (``primary``/``secondary``, decided as :mod:`domain.backend` says),
-``server_id``, ``public_ip``.
+``server_id``, ``public_ip``. Group variables (JSON form only): ``galera_vip`` (the Galera
+VIP), ``vips`` (several VIPs by name, ``{"rabbitmq": "192.168.122.140"}`` or a list of IPs;
+:meth:`Inventory.vips` merges both, ``galera_vip`` as ``galera``), ``ha_services`` (what a
+group runs, for :mod:`domain.ha_topology`).
 
 Example:
     ```python

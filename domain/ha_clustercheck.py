@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from domain.ha_health import CRITICAL, Finding
+from domain.ha_health import CRITICAL, Finding, excerpt
 
 CLUSTERCHECK = "clustercheck"
 
@@ -66,13 +66,13 @@ def assess_galera_http(answer: str, *, node: str) -> list[Finding]:
     """
     parsed = parse_http_answer(answer if isinstance(answer, str) else "")
     if parsed is None:
-        flat = " ".join((answer or "").split())
+        why = excerpt(answer if isinstance(answer, str) else "")
         return [
             Finding(
                 CLUSTERCHECK,
                 CRITICAL,
                 node,
-                f"no HTTP answer from the Galera check on {node}: {flat[:200] or 'empty output'}",
+                f"no HTTP answer from the Galera check on {node}: {why}",
             )
         ]
     code, reason, body = parsed

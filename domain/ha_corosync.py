@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from domain.ha_health import CRITICAL, Finding
+from domain.ha_health import CRITICAL, Finding, excerpt
 
 COROSYNC = "corosync"
 
@@ -81,11 +81,9 @@ def assess_corosync_quorum(
     fields = parse_quorumtool(text)
     quorate = fields.get("Quorate")
     if quorate is None:
-        flat = " ".join(text.split())
         return [
             _critical(
-                subject,
-                f"no 'Quorate:' line in corosync-quorumtool's output: {flat[:200]}",
+                subject, f"no 'Quorate:' line in corosync-quorumtool's output: {excerpt(text)}"
             )
         ]
     findings = []

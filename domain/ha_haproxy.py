@@ -32,7 +32,7 @@ import csv
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from domain.ha_health import CRITICAL, WARNING, Finding, Severity
+from domain.ha_health import CRITICAL, WARNING, Finding, Severity, excerpt
 
 HAPROXY = "haproxy"
 
@@ -96,14 +96,8 @@ def assess_haproxy(
     where = node or "haproxy"
     stats = parse_haproxy_stats(stats_output if isinstance(stats_output, str) else "")
     if stats is None:
-        flat = " ".join((stats_output or "").split())
-        return [
-            _finding(
-                CRITICAL,
-                where,
-                f"no stats from haproxy on {where}: {flat[:200] or 'empty output'}",
-            )
-        ]
+        why = excerpt(stats_output if isinstance(stats_output, str) else "")
+        return [_finding(CRITICAL, where, f"no stats from haproxy on {where}: {why}")]
     findings: list[Finding] = []
     seen_backends = set()
     for row in stats.rows:

@@ -104,10 +104,15 @@ def _critical(component: str, subject: str, message: str) -> Finding:
     return Finding(component, CRITICAL, subject, message)
 
 
-def _excerpt(text: str, limit: int = 200) -> str:
-    """The start of unusable output, on one line, for a message."""
-    flat = " ".join(text.split())
+def excerpt(text: str | None, limit: int = 200) -> str:
+    """The start of unusable output, on one line, for a message (``empty output`` if none)."""
+    flat = " ".join((text or "").split())
+    if not flat:
+        return "empty output"
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+_excerpt = excerpt
 
 
 # -- Pacemaker ---------------------------------------------------------------------------------

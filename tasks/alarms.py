@@ -97,15 +97,8 @@ def missed_run_alarm(
         name=f"{PREFIX}missed-{label}",
         description=f"A run of {label} did not complete within {_duration(within)} of its "
         "schedule time.",
-        trigger=EventTrigger(
-            after=set(DUE_EVENTS),
-            expect={"prefect.flow-run.Completed"},
-            for_each={"prefect.resource.id"},
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=within,
+        trigger=_no_completion(
+            deployment_id, within, after=set(DUE_EVENTS), for_each={"prefect.resource.id"}
         ),
         actions=[
             SendNotification(
@@ -126,14 +119,7 @@ def silent_deployment_alarm(
     return Automation(
         name=f"{PREFIX}silent-{label}",
         description=f"No completed run of {label} within {_duration(within)}.",
-        trigger=EventTrigger(
-            expect={"prefect.flow-run.Completed"},
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=within,
-        ),
+        trigger=_no_completion(deployment_id, within),
         actions=[
             SendNotification(
                 block_document_id=block_document_id,
@@ -141,6 +127,20 @@ def silent_deployment_alarm(
                 body=f"Deployment {label} has completed no run within {_duration(within)}.",
             )
         ],
+    )
+
+
+def _no_completion(deployment_id: str, within: float, **scope: set[str]) -> EventTrigger:
+    """Fires when no Completed run of the deployment comes within ``within`` seconds (of the
+    ``after`` event, per ``for_each`` bucket, when ``scope`` gives them)."""
+    return EventTrigger(
+        expect={"prefect.flow-run.Completed"},
+        match={"prefect.resource.id": "prefect.flow-run.*"},
+        match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
+        posture=Posture.Proactive,
+        threshold=1,
+        within=within,
+        **scope,
     )
 
 

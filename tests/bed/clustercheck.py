@@ -14,16 +14,15 @@ serves the module while the Galera server behind it changes from test to test.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.bed import foreground
 from tests.bed.ports import free_port
 
 TEMPLATE = Path(
@@ -97,37 +96,25 @@ class ClusterCheck:
         }  # fmt: skip
         lines = "".join(f"  {key} = {value}\n" for key, value in settings.items())
         config.write_text(f"service mysqlchk\n{{\n{lines}}}\n")
-        out = (self.base_dir / "xinetd.out").open("ab")
-        self.process = subprocess.Popen(
+        self.process = foreground.spawn(
             ["xinetd", "-dontfork", "-f", str(config), "-pidfile", str(self.base_dir / "pid")],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            self.base_dir / "xinetd.out",
+        )
+        foreground.wait_ready(
+            self.process, self._listening, what=f"xinetd (port {self.port})",
+            logs=[self.base_dir / "xinetd.out", self.base_dir / "xinetd.log"], timeout=timeout,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"xinetd exited {self.process.returncode}: {self._log()}")
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            time.sleep(0.1)
-        raise TimeoutError(f"xinetd: port {self.port} not open after {timeout}s{self._log()}")
+        return self
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def _log(self) -> str:
-        tails = []
-        for log in (self.base_dir / "xinetd.out", self.base_dir / "xinetd.log"):
-            if log.is_file():
-                tails.append(f"\n--- {log}\n{log.read_text()[-2000:]}")
-        return "".join(tails)
+        foreground.stop(self.process)
 
 
 def _login() -> str:

@@ -13,13 +13,13 @@ lost its quorum, as the survivor of a partition sees it.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.bed import foreground
 from tests.bed.ports import free_port
 
 PROGRAMS = {"corosync": "corosync", "corosync-quorumtool": "corosync"}
@@ -67,41 +67,19 @@ class Corosync:
         """Start it and wait until `corosync-quorumtool -s` reports its membership."""
         (self.base_dir / "state").mkdir(parents=True, exist_ok=True)
         self.config.write_text(self._config_text())
-        out = (self.base_dir / "corosync.out").open("ab")
-        self.process = subprocess.Popen(
-            ["corosync", "-f", "-c", str(self.config)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        self.process = foreground.spawn(
+            ["corosync", "-f", "-c", str(self.config)], self.base_dir / "corosync.out"
+        )
+        # The membership line names this node once the ring has formed.
+        foreground.wait_ready(
+            self.process, lambda: "(local)" in quorumtool().stdout, what="corosync",
+            logs=[self.base_dir / "corosync.log", self.base_dir / "corosync.out"],
+            timeout=timeout, interval=0.2,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        seen = ""
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"corosync exited {self.process.returncode}: {self._log_tail()}")
-            done = quorumtool()
-            seen = done.stdout + done.stderr
-            # The membership line names this node once the ring has formed.
-            if "(local)" in done.stdout:
-                return self
-            time.sleep(0.2)
-        raise TimeoutError(f"corosync: no membership after {timeout}s: {seen}{self._log_tail()}")
+        return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-            self.process.wait()
-
-    def _log_tail(self, lines: int = 20) -> str:
-        tails = []
-        for log in (self.base_dir / "corosync.log", self.base_dir / "corosync.out"):
-            if log.is_file():
-                tails.append(f"\n--- {log}\n" + "\n".join(log.read_text().splitlines()[-lines:]))
-        return "".join(tails)
+        foreground.stop(self.process)
 
 
 def quorum_outputs(base_dir: Path) -> tuple[dict[str, subprocess.CompletedProcess], dict]:

@@ -267,3 +267,29 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
         yield server
     finally:
         server.stop()
+
+
+# -- HA services (corosync, haproxy, clustercheck) ------------------------------------------
+
+
+def service_running(service, fixture: str, what: str) -> Iterator:
+    """Start `service` (timed, recorded as `fixture`, printed), yield it, stop it at the end."""
+    try:
+        with _Stopwatch(fixture):
+            service.start()
+        print(f"\n{what} started in {_STARTUP_TIMES.last(fixture):.2f} s")
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def clustercheck(tmp_path_factory) -> Iterator:
+    """Percona's clustercheck under a real xinetd (`tests/bed/clustercheck.py`), for the
+    module; `clustercheck.point_at(galera.port)` makes it ask that Galera, `.url` is its URL."""
+    from tests.bed.clustercheck import ClusterCheck, missing_clustercheck_programs
+    from tests.bed.mariadb import TEST_PASSWORD, TEST_USER
+
+    require_programs(missing_clustercheck_programs(), "clustercheck")
+    check = ClusterCheck(tmp_path_factory.mktemp("clustercheck"), TEST_USER, TEST_PASSWORD)
+    yield from service_running(check, "clustercheck xinetd (module)", "xinetd + clustercheck")

@@ -15,10 +15,10 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.bed import foreground
 from tests.bed.ports import free_port
 
 PROGRAMS = {"haproxy": "haproxy", "socat": "socat"}
@@ -85,22 +85,21 @@ class Haproxy:
             f"  timeout server 5s\n  default-server check inter {CHECK_INTERVAL} fall 1 rise 1\n"
             f"{self.sections}"
         )
-        out = (self.base_dir / "haproxy.out").open("ab")
-        self.process = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(self.config)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        self.process = foreground.spawn(
+            ["haproxy", "-db", "-f", str(self.config)], self.base_dir / "haproxy.out"
+        )
+
+        def checked() -> bool:
+            if not self.stats_socket.exists():
+                return False
+            answer = self.ask("show stat")
+            return "# pxname," in answer and not _checks_pending(answer)
+
+        foreground.wait_ready(
+            self.process, checked, what="haproxy (first checks)",
+            logs=[self.base_dir / "haproxy.out"], timeout=timeout,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        seen = ""
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"haproxy exited {self.process.returncode}: {self._log()}")
-            if self.stats_socket.exists():
-                seen = self.ask("show stat")
-                if "# pxname," in seen and not _checks_pending(seen):
-                    return self
-            time.sleep(0.1)
-        raise TimeoutError(f"haproxy: checks not done after {timeout}s: {seen}{self._log()}")
+        return self
 
     def ask(self, command: str) -> str:
         """One command on the stats socket (as socat would send it); the answer."""
@@ -114,18 +113,7 @@ class Haproxy:
         return b"".join(chunks).decode()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def _log(self) -> str:
-        log = self.base_dir / "haproxy.out"
-        return f"\n--- {log}\n{log.read_text()[-2000:]}" if log.is_file() else ""
+        foreground.stop(self.process)
 
 
 def _checks_pending(show_stat: str) -> bool:

@@ -19,11 +19,9 @@ from flows.ha_health import HealthChecks, check_ha_health
 from tasks.ha_gathering import galera_http_command, haproxy_command
 from tasks.node_record import NodeChange
 from tests.bed import pacemaker
-from tests.bed.clustercheck import ClusterCheck, missing_clustercheck_programs
 from tests.bed.corosync import Corosync, missing_corosync_programs
-from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch
+from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch, service_running
 from tests.bed.haproxy import Haproxy, TcpListener, dead_port, missing_haproxy_programs
-from tests.bed.mariadb import TEST_PASSWORD, TEST_USER
 from tests.bed.programs import require_programs
 
 pytestmark = pytest.mark.slow
@@ -291,14 +289,10 @@ def haproxy(tmp_path_factory):
         f"  server db1 127.0.0.1:{listener.port}\n"
         f"  server db2 127.0.0.1:{dead_port()} backup\n"
     )
-    proxy = Haproxy(tmp_path_factory.mktemp("haproxy"), sections)
     try:
-        with _Stopwatch("haproxy (module)"):
-            proxy.start()
-        print(f"\nhaproxy started in {_STARTUP_TIMES.last('haproxy (module)'):.2f} s")
-        yield proxy
+        proxy = Haproxy(tmp_path_factory.mktemp("haproxy"), sections)
+        yield from service_running(proxy, "haproxy (module)", "haproxy")
     finally:
-        proxy.stop()
         listener.close()
 
 
@@ -319,21 +313,6 @@ def test_a_haproxy_server_down_fails_the_run_naming_backend_and_server(site, cib
     (row,) = [r for r in rows if r["component"] == "haproxy"]
     assert (row["node"], row["state"]) == (host, "critical")
     assert row["finding"].startswith(f"galera/db2: server galera/db2 is DOWN on {host}")
-
-
-@pytest.fixture(scope="module")
-def clustercheck(tmp_path_factory):
-    """Percona's clustercheck under a real xinetd, asking whichever Galera a test points it at."""
-    require_programs(missing_clustercheck_programs(), "clustercheck")
-    check = ClusterCheck(tmp_path_factory.mktemp("clustercheck"), TEST_USER, TEST_PASSWORD)
-    try:
-        with _Stopwatch("clustercheck xinetd (module)"):
-            check.start()
-        print(f"\nxinetd + clustercheck started in "
-              f"{_STARTUP_TIMES.last('clustercheck xinetd (module)'):.2f} s")  # fmt: skip
-        yield check
-    finally:
-        check.stop()
 
 
 def test_the_galera_http_check_is_asked_on_every_host(site, cibs, galera, clustercheck):

@@ -1,40 +1,20 @@
 """The Galera HTTP check's assessment on real answers, asked over SSH.
 
 Percona's `clustercheck` (the template Debian ships in `puppet-module-michaeltchapman-galera`,
-rendered by Ruby's ERB) runs under a real xinetd for this module (`tests/bed/clustercheck.py`)
-and asks a real single-node Galera; `curl --include` goes through the bed's sshd as the
-health check asks each node.
+rendered by Ruby's ERB) runs under a real xinetd for this module (the bed's `clustercheck`
+fixture, `tests/bed/clustercheck.py`) and asks a real single-node Galera; `curl --include`
+goes through the bed's sshd as the health check asks each node.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
 from domain.ha_clustercheck import assess_galera_http, parse_http_answer
 from tasks.ha_gathering import galera_http_command
-from tests.bed.clustercheck import ClusterCheck, missing_clustercheck_programs
-from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch
-from tests.bed.mariadb import TEST_PASSWORD, TEST_USER
 from tests.bed.ports import free_port
-from tests.bed.programs import require_programs
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def clustercheck(tmp_path_factory) -> Iterator[ClusterCheck]:
-    require_programs(missing_clustercheck_programs(), "clustercheck")
-    check = ClusterCheck(tmp_path_factory.mktemp("clustercheck"), TEST_USER, TEST_PASSWORD)
-    try:
-        with _Stopwatch("clustercheck xinetd (module)"):
-            check.start()
-        print(f"\nxinetd + clustercheck started in "
-              f"{_STARTUP_TIMES.last('clustercheck xinetd (module)'):.2f} s")  # fmt: skip
-        yield check
-    finally:
-        check.stop()
 
 
 def ask(ssh_host, url: str) -> str:

@@ -16,7 +16,7 @@ import pytest
 from blocks.ssh import SshIdentity
 from domain.ha_haproxy import assess_haproxy, parse_haproxy_stats
 from tasks.ha_gathering import haproxy_command
-from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch
+from tests.bed.fixtures import service_running
 from tests.bed.haproxy import Haproxy, TcpListener, dead_port, missing_haproxy_programs
 from tests.bed.programs import require_programs
 
@@ -55,14 +55,10 @@ backend queue
   server mq1 {up[0]}
   server mq2 {up[1]} disabled
 """
-    proxy = Haproxy(tmp_path_factory.mktemp("haproxy"), sections)
     try:
-        with _Stopwatch("haproxy (module)"):
-            proxy.start()
-        print(f"\nhaproxy started in {_STARTUP_TIMES.last('haproxy (module)'):.2f} s")
-        yield proxy
+        proxy = Haproxy(tmp_path_factory.mktemp("haproxy"), sections)
+        yield from service_running(proxy, "haproxy (module)", "haproxy")
     finally:
-        proxy.stop()
         for listener in live:
             listener.close()
 

@@ -29,7 +29,7 @@ from blocks.ssh import SshIdentity
 from domain.ha_health import assess_galera, assess_galera_cluster, assess_rabbitmq
 from domain.polling import wait_until
 from flows.ha_health import HealthChecks, check_ha_health
-from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch
+from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch, service_running
 from tests.bed.galera_cluster import GaleraCluster, missing_galera_cluster_programs
 from tests.bed.ports import free_port
 from tests.bed.programs import require_programs
@@ -55,23 +55,11 @@ def _timeout(what: str):
 # -- RabbitMQ ----------------------------------------------------------------------------------
 
 
-def _running(cluster, fixture: str, what: str):
-    """Start `cluster` (timed, recorded as `fixture`), yield it, stop it whatever happened."""
-    started = time.perf_counter()
-    try:
-        with _Stopwatch(fixture):
-            cluster.start()
-        print(f"\n{what} started in {time.perf_counter() - started:.1f} s")
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 @pytest.fixture(scope="module")
 def rabbit(tmp_path_factory) -> Iterator[RabbitCluster]:
     require_programs(missing_rabbitmq_programs(), "RabbitMQ")
     cluster = RabbitCluster(tmp_path_factory.mktemp("rabbitmq"))
-    yield from _running(cluster, "rabbitmq_cluster", "RabbitMQ 3-node cluster")
+    yield from service_running(cluster, "rabbitmq_cluster", "RabbitMQ 3-node cluster")
 
 
 def test_rabbitmq_healthy_cluster_has_no_finding(rabbit):
@@ -244,7 +232,7 @@ def test_check_ha_health_names_the_stopped_rabbitmq_node_and_fails(
 @pytest.fixture(scope="module")
 def galera_cluster() -> Iterator[GaleraCluster]:
     require_programs(missing_galera_cluster_programs(), "Galera cluster")
-    yield from _running(GaleraCluster(size=3), "galera_cluster", "Galera 3-node cluster")
+    yield from service_running(GaleraCluster(size=3), "galera_cluster", "Galera 3-node cluster")
 
 
 def test_galera_cluster_runs_unprivileged_and_is_healthy(galera_cluster):

@@ -20,9 +20,15 @@ from tasks.ha_gathering import galera_http_command, haproxy_command
 from tasks.node_record import NodeChange
 from tests.bed import pacemaker
 from tests.bed.corosync import Corosync, missing_corosync_programs
-from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch, service_running
+from tests.bed.fixtures import (
+    _STARTUP_TIMES,
+    _Stopwatch,
+    service_running,
+    ssh_hosts_sharing_a_port,
+)
 from tests.bed.haproxy import Haproxy, TcpListener, dead_port, missing_haproxy_programs
 from tests.bed.programs import require_programs
+from tests.bed.sshd import known_hosts_text
 
 pytestmark = pytest.mark.slow
 
@@ -340,3 +346,37 @@ def test_the_galera_http_check_is_asked_on_every_host(site, cibs, galera, cluste
     (row,) = [r for r in rows if r["component"] == "clustercheck"]
     assert (row["node"], row["state"]) == (host, "critical")
     assert row["finding"].startswith(f"{host}: the Galera check on {host} answered 503")
+
+
+@pytest.fixture
+def three_hosts(tmp_path_factory):
+    """Three sshd hosts on 127.0.0.11-13 sharing one port, one client key."""
+    yield from ssh_hosts_sharing_a_port(tmp_path_factory, [{}, {}, {}], "ssh_hosts (3, one port)")
+
+
+def test_a_vip_on_several_hosts_is_critical_naming_them(three_hosts, tmp_path):
+    # Every host of the bed is this machine: 127.0.0.1 (loopback) is on all three.
+    block = f"ha-ssh-{uuid.uuid4().hex[:8]}"
+    first = three_hosts[0]
+    SshIdentity(
+        username=first.user, private_key=first.client_key.read_text(),
+        known_hosts=known_hosts_text(three_hosts), port=first.port, connect_timeout=5,
+    ).save(block)  # fmt: skip
+    inventory = tmp_path / "three.json"
+    inventory.write_text(json.dumps({"backend_servers": {
+        "hosts": [h.address for h in three_hosts], "vars": {"vips": {"galera": "127.0.0.1"}},
+    }}))  # fmt: skip
+    only_vips = HealthChecks(pacemaker=False, galera=False, backup_record_path=None)
+    state = check_ha_health(
+        str(inventory), ssh_block=block, checks=only_vips, lint=False, return_state=True
+    )
+    assert state.is_failed()
+    holders = ", ".join(h.address for h in three_hosts)
+    assert f"first: vip 127.0.0.1: VIP galera (127.0.0.1) is on 3 nodes: {holders}" in (
+        state.message
+    )
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert rows == [
+        {"component": "vip", "node": "cluster", "state": "critical",
+         "finding": f"127.0.0.1: VIP galera (127.0.0.1) is on 3 nodes: {holders}"},
+    ]  # fmt: skip

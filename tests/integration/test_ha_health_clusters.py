@@ -29,18 +29,11 @@ from blocks.ssh import SshIdentity
 from domain.ha_health import assess_galera, assess_galera_cluster, assess_rabbitmq
 from domain.polling import wait_until
 from flows.ha_health import HealthChecks, check_ha_health
-from tests.bed.fixtures import _STARTUP_TIMES, _Stopwatch, service_running
+from tests.bed.fixtures import _STARTUP_TIMES, service_running, ssh_hosts_sharing_a_port
 from tests.bed.galera_cluster import GaleraCluster, missing_galera_cluster_programs
-from tests.bed.ports import free_port
 from tests.bed.programs import require_programs
 from tests.bed.rabbitmq import RABBITMQ_BIN, RabbitCluster, missing_rabbitmq_programs
-from tests.bed.sshd import (
-    SshHost,
-    generate_ed25519_key,
-    known_hosts_text,
-    loopback_alias_usable,
-    missing_ssh_binaries,
-)
+from tests.bed.sshd import SshHost, known_hosts_text
 
 pytestmark = pytest.mark.slow
 
@@ -75,35 +68,18 @@ def test_rabbitmq_healthy_cluster_has_no_finding(rabbit):
 @pytest.fixture(scope="module")
 def rabbit_hosts(rabbit, tmp_path_factory) -> Iterator[list[SshHost]]:
     """An sshd per RabbitMQ node, on 127.0.0.11-13 and one port, its sessions talking to it."""
-    require_programs(missing_ssh_binaries(), "SSH")
-    addresses = [f"127.0.0.{10 + n.number}" for n in rabbit.nodes]
-    if not all(loopback_alias_usable(a) for a in addresses):
-        pytest.fail(f"loopback aliases {', '.join(addresses)} are not usable here", pytrace=False)
-    client_key = generate_ed25519_key(tmp_path_factory.mktemp("rabbit-ssh") / "id_ed25519")
-    port = free_port(addresses[0])
-    hosts = []
-    try:
-        with _Stopwatch("ssh_hosts for rabbitmq (module)"):
-            for node, address in zip(rabbit.nodes, addresses, strict=True):
-                env = node.env()
-                environment = {
-                    name: env[name] for name in ("ERL_EPMD_PORT", "RABBITMQ_USE_LONGNAME")
-                }
-                # sshd sets HOME itself, and the node is not rabbit@<hostname>: the command
-                # takes the cookie's directory and the host's node name from these.
-                environment["BED_RABBITMQ_HOME"] = env["HOME"]
-                environment["BED_RABBITMQ_NODE"] = node.name
-                host = SshHost(
-                    base_dir=tmp_path_factory.mktemp(f"sshd-rabbit{node.number}"),
-                    name=f"rabbit{node.number}", address=address, port=port,
-                    client_key=client_key, environment=environment,
-                )  # fmt: skip
-                hosts.append(host)
-                host.start()
-        yield hosts
-    finally:
-        for host in hosts:
-            host.stop()
+    environments = []
+    for node in rabbit.nodes:
+        env = node.env()
+        environment = {name: env[name] for name in ("ERL_EPMD_PORT", "RABBITMQ_USE_LONGNAME")}
+        # sshd sets HOME itself, and the node is not rabbit@<hostname>: the command takes the
+        # cookie's directory and the host's node name from these.
+        environment["BED_RABBITMQ_HOME"] = env["HOME"]
+        environment["BED_RABBITMQ_NODE"] = node.name
+        environments.append(environment)
+    yield from ssh_hosts_sharing_a_port(
+        tmp_path_factory, environments, "ssh_hosts for rabbitmq (module)"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -30,14 +30,17 @@ TEMPLATE = Path(
 )
 PROGRAMS = {
     "xinetd": "xinetd",
-    "erb": "ruby",
+    "ruby": "ruby",
     "curl": "curl",
+    "mysql": "mariadb-client",
     str(TEMPLATE): "puppet-module-michaeltchapman-galera",
 }
 
+#: Renders the template as Puppet would, with the module's defaults (init.pp): not available
+#: when a donor (0), read-only not checked (-1).
 _RENDER = (
     "@status_user, @status_password, @status_host = ARGV[1], ARGV[2], ARGV[3]; "
-    "@available_when_donor = 0; @available_when_readonly = 1; "
+    "@available_when_donor = 0; @available_when_readonly = -1; "
     "print ERB.new(File.read(ARGV[0]), trim_mode: '-').result(binding)"
 )
 

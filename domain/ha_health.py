@@ -104,10 +104,15 @@ def _critical(component: str, subject: str, message: str) -> Finding:
     return Finding(component, CRITICAL, subject, message)
 
 
-def _excerpt(text: str, limit: int = 200) -> str:
-    """The start of unusable output, on one line, for a message."""
-    flat = " ".join(text.split())
+def excerpt(text: str | None, limit: int = 200) -> str:
+    """The start of unusable output, on one line, for a message (``empty output`` if none)."""
+    flat = " ".join((text or "").split())
+    if not flat:
+        return "empty output"
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+_excerpt = excerpt
 
 
 # -- Pacemaker ---------------------------------------------------------------------------------
@@ -561,11 +566,15 @@ def parse_wsrep_status(text: str) -> dict[str, str]:
     return status
 
 
-def assess_vip(vip: str, addresses: Mapping[str, Iterable[str] | str]) -> list[Finding]:
+def assess_vip(
+    vip: str, addresses: Mapping[str, Iterable[str] | str], *, name: str | None = None
+) -> list[Finding]:
     """Judge where a virtual IP is: it must be on exactly one node.
 
     Args:
-        vip: The virtual IP (e.g. the inventory's ``galera_vip``).
+        vip: The virtual IP (e.g. one of the inventory's ``vips``, or its ``galera_vip``).
+        name: The VIP's name in the inventory, said in the messages (``VIP galera
+            (192.0.2.10)``); None or the address itself: the address alone.
         addresses: Node -> the addresses on its interfaces (``ip -o addr`` parsed), or a
             string saying why they could not be read (then the node is not counted).
 
@@ -589,9 +598,12 @@ def assess_vip(vip: str, addresses: Mapping[str, Iterable[str] | str]) -> list[F
                 continue
         if wanted in mine:
             holders.append(node)
+    label = f"{name} ({vip})" if name and name != vip else vip
     if len(holders) > 1:
-        return [_critical(VIP, vip, f"VIP {vip} is on {len(holders)} nodes: {', '.join(holders)}")]
+        return [
+            _critical(VIP, vip, f"VIP {label} is on {len(holders)} nodes: {', '.join(holders)}")
+        ]
     if not holders:
         unasked = f" ({', '.join(unknown)} could not be asked)" if unknown else ""
-        return [_critical(VIP, vip, f"VIP {vip} is on no node{unasked}")]
+        return [_critical(VIP, vip, f"VIP {label} is on no node{unasked}")]
     return []

@@ -11,7 +11,10 @@ Groups (:data:`GROUPS`): ``deploy``, ``backend_servers``, ``app_servers``, ``app
 ``analytics_servers``. Hosts are identified by their management address, as operators type
 them (``--limit 192.168.122.112``); ``name`` is the Nova server name where one is known. Host
 variables: ``backend_role`` (``primary``/``secondary``, decided as :mod:`domain.backend` says),
-``server_id``, ``public_ip``.
+``server_id``, ``public_ip``. Group variables (JSON form only): ``galera_vip`` (the Galera
+VIP), ``vips`` (several VIPs by name, ``{"rabbitmq": "192.168.122.140"}`` or a list of IPs;
+:meth:`Inventory.vips` merges both, ``galera_vip`` as ``galera``), ``ha_services`` (what a
+group runs, for :mod:`domain.ha_topology`).
 
 Example:
     ```python
@@ -91,6 +94,53 @@ def check_address(value: Any, where: str) -> str:
     if not all(_HOST_LABEL.match(label) for label in labels):
         raise BadAddress(f"{where}: bad address {value!r}: expected an IP address or host name")
     return value
+
+
+#: The group variable listing a group's virtual IPs (``{"name": "IP", ...}`` or ``["IP", ...]``).
+VIPS_VAR = "vips"
+#: The older variable of the one Galera VIP; still read, as the VIP named ``galera``.
+GALERA_VIP_VAR = "galera_vip"
+
+
+def group_vips(values: Mapping[str, Any], where: str) -> dict[str, str]:
+    """A group's virtual IPs by name, from its variables; raises InventoryError naming the bad one.
+
+    ``vips`` maps names to IP addresses (a list of addresses names each by itself), and the
+    older ``galera_vip`` is the VIP named ``galera``: inventories written before ``vips``
+    existed keep working unchanged. Each must be an IP address, each address listed once.
+
+    Example:
+        >>> group_vips({"galera_vip": "192.168.122.110",
+        ...             "vips": {"rabbitmq": "192.168.122.120"}}, "backend_servers")
+        {'galera': '192.168.122.110', 'rabbitmq': '192.168.122.120'}
+    """
+    listed: dict[str, Any] = {}
+    if values.get(GALERA_VIP_VAR) not in (None, ""):
+        listed["galera"] = values[GALERA_VIP_VAR]
+    declared = values.get(VIPS_VAR) or {}
+    if isinstance(declared, list):
+        declared = {str(address): address for address in declared}
+    if not isinstance(declared, Mapping):
+        raise InventoryError(
+            f"{where}: {VIPS_VAR} must map names to IP addresses (or list them), got {declared!r}"
+        )
+    vips: dict[str, str] = {}
+    for name, address in {**listed, **declared}.items():
+        try:
+            if not isinstance(address, str):
+                raise ValueError(address)
+            vip = str(ipaddress.ip_address(address))
+        except ValueError:
+            raise InventoryError(f"{where}: VIP {name}: {address!r} is not an IP address") from None
+        if name in listed and name in declared and str(listed[name]) != str(declared[name]):
+            raise InventoryError(
+                f"{where}: VIP {name} is {listed[name]} in {GALERA_VIP_VAR} but "
+                f"{declared[name]} in {VIPS_VAR}"
+            )
+        if vip in vips.values() and vips.get(name) != vip:
+            raise InventoryError(f"{where}: VIP {vip} is listed twice in {VIPS_VAR}")
+        vips[str(name)] = vip
+    return vips
 
 
 def _check_group(name: Any, where: str) -> str:
@@ -196,6 +246,7 @@ class Inventory:
             if group != "all":
                 _check_group(group, "group variables")
             group_vars[group] = _check_vars(values, f"variables of group {group}")
+            group_vips(group_vars[group], f"variables of group {group}")
         object.__setattr__(self, "group_vars", group_vars)
         primaries = [h.address for h in self.group("backend_servers") if h.role == PRIMARY]
         if len(primaries) > 1:
@@ -208,6 +259,11 @@ class Inventory:
 
     def addresses(self, group: str) -> list[str]:
         return [host.address for host in self.group(group)]
+
+    def vips(self, group: str) -> dict[str, str]:
+        """The group's virtual IPs by name (``vips``, and ``galera_vip`` as ``galera``)."""
+        _check_group(group, "inventory")
+        return group_vips(self.group_vars.get(group, {}), f"variables of group {group}")
 
     def host(self, key: str) -> Host:
         """The host with this address or name."""

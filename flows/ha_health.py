@@ -4,9 +4,10 @@ The story:
 1. read the inventory (INI or JSON form) and lint its topology (seeds 002 and 003: clusters
    of at least 3, odd, at most 16; no stateful service on a single node);
 2. on every host of the cluster's group, over one verified SSH session each, run the
-   read-only checks: crm_mon's XML, the Galera node's wsrep status, RabbitMQ's cluster status,
-   the host's addresses (the group's `galera_vip` must be on exactly one host), and the
-   record a dead backup run left (`tasks.node_record`);
+   read-only checks: crm_mon's XML, Corosync's quorum (`corosync-quorumtool -s`), the Galera
+   node's wsrep status, RabbitMQ's cluster status, the host's addresses (each of the group's
+   VIPs, `vips` and `galera_vip`, must be on exactly one host), and the record a dead
+   backup run left (`tasks.node_record`);
 3. judge them (:mod:`domain.ha_health`): a node offline, no quorum, a failed action, a Galera
    node not Synced or a smaller cluster, a RabbitMQ disk node down, an unreachable host...;
 4. publish a table artifact (component, node, state, finding) and fail the run when any
@@ -20,6 +21,9 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.ssh import SshIdentity
+from domain.ha_clustercheck import CLUSTERCHECK
+from domain.ha_corosync import COROSYNC
+from domain.ha_haproxy import HAPROXY
 from domain.ha_health import GALERA, PACEMAKER, RABBITMQ, VIP, Finding
 from domain.ha_topology import lint_topology
 from domain.inventory import GROUPS, load_inventory
@@ -56,20 +60,54 @@ class HealthChecks(BaseModel):
         default=DEFAULT_COMMANDS[PACEMAKER],
         description="Prints crm_mon's XML (`--output-as=xml` or the older `--as-xml`).",
     )
+    corosync: bool = Field(
+        default=False,
+        description="Read Corosync's quorum on every host (`Quorate: Yes`, every expected "
+        "node in the membership).",
+    )
+    corosync_command: NonEmptyStr = Field(
+        default=DEFAULT_COMMANDS[COROSYNC], description="Prints `corosync-quorumtool -s`."
+    )
     galera: bool = Field(default=True, description="Read each Galera node's wsrep status.")
     galera_command: NonEmptyStr = Field(
         default=DEFAULT_COMMANDS[GALERA],
         description="Prints `SHOW GLOBAL STATUS LIKE 'wsrep_%'` tab-separated (`--batch`).",
+    )
+    galera_http: bool = Field(
+        default=False,
+        description="Ask each Galera node's HTTP check (clustercheck on 9200, what haproxy "
+        "asks): anything but 200 is critical.",
+    )
+    galera_http_command: NonEmptyStr = Field(
+        default=DEFAULT_COMMANDS[CLUSTERCHECK],
+        description="Prints the check's HTTP answer with its headers (`curl --include`, or "
+        "the `clustercheck` script itself).",
     )
     rabbitmq: bool = Field(default=False, description="Read RabbitMQ's cluster status.")
     rabbitmq_command: NonEmptyStr = Field(
         default=DEFAULT_COMMANDS[RABBITMQ],
         description="Prints `rabbitmqctl cluster_status --formatter json`.",
     )
+    haproxy: bool = Field(
+        default=False,
+        description="Read haproxy's backends from its stats socket on every host: a server "
+        "DOWN or a backend without a server UP is critical; Galera with several writers at "
+        "once a warning.",
+    )
+    haproxy_command: NonEmptyStr = Field(
+        default=DEFAULT_COMMANDS[HAPROXY],
+        description="Prints the stats socket's answer to `show stat;show table` (Debian's "
+        "socket is `/run/haproxy/admin.sock`; `level user` is enough).",
+    )
+    haproxy_galera_backends: list[NonEmptyStr] = Field(
+        default=["galera"],
+        description="haproxy's backends (or listen sections) in front of Galera: writes go to "
+        "one server at a time (others `backup`, or a stick table).",
+    )
     vip: bool = Field(
         default=True,
-        description="Check that the group's `galera_vip` (inventory variable) is on exactly "
-        "one host; skipped when the inventory has none.",
+        description="Check that each of the group's VIPs (inventory variables `vips`, and "
+        "`galera_vip`) is on exactly one host; skipped when the inventory has none.",
     )
     vip_command: NonEmptyStr = Field(
         default=DEFAULT_COMMANDS[VIP], description="Lists the host's addresses (`ip -o addr`)."
@@ -93,8 +131,11 @@ class HealthChecks(BaseModel):
     def commands(self) -> dict[str, str]:
         chosen = {
             PACEMAKER: (self.pacemaker, self.pacemaker_command),
+            COROSYNC: (self.corosync, self.corosync_command),
             GALERA: (self.galera, self.galera_command),
+            CLUSTERCHECK: (self.galera_http, self.galera_http_command),
             RABBITMQ: (self.rabbitmq, self.rabbitmq_command),
+            HAPROXY: (self.haproxy, self.haproxy_command),
             VIP: (self.vip, self.vip_command),
         }
         return {check: command for check, (enabled, command) in chosen.items() if enabled}
@@ -136,9 +177,9 @@ def check_ha_health(
             rows.append(HealthRow("topology", checks.group, "ok", ""))
     commands = checks.commands()
     identity = SshIdentity.load(ssh_block)
-    vip = inventory.group_vars.get(checks.group, {}).get("galera_vip")
-    if VIP in commands and not vip:
-        logger.info("no galera_vip for %s in %s: VIP check skipped", checks.group, inventory_file)
+    vips = inventory.vips(checks.group)
+    if VIP in commands and not vips:
+        logger.info("no VIP for %s in %s: VIP check skipped", checks.group, inventory_file)
         del commands[VIP]
     gathered = []
     if commands:
@@ -148,8 +189,9 @@ def check_ha_health(
         ]
         gathered = [future.result() for future in futures]
         found, checked = assess_gathered(
-            gathered, checks=commands, expected_nodes=len(hosts), vip=vip
-        )
+            gathered, checks=commands, expected_nodes=len(hosts), vips=vips,
+            galera_backends=checks.haproxy_galera_backends,
+        )  # fmt: skip
         findings += found
         rows += checked
     if checks.backup_record_path is not None:

@@ -4,8 +4,15 @@
   the daily import, the health check) ends Failed or Crashed. A health run with a critical
   finding is a Failed run whose state message names the first finding, so this alarm covers
   it too.
-- ``missed-<deployment>``: no Completed run of the daily import or the nightly backup within
-  :data:`MISSED_AFTER_SECONDS` (26 hours: a day plus a margin for a slow run).
+- ``missed-<deployment>``: a run of the daily import or the nightly backup that has not
+  Completed :data:`MISSED_AFTER_SECONDS` (26 hours: a day plus a margin for a slow run) after
+  its schedule time, counted for each run on its own. The clock starts when the run's time
+  comes: its ``Pending`` event (a worker took it) or its ``Late`` event (the server's late-runs
+  service marks a run nobody started, 15 s after its scheduled time by default). So a run no
+  worker picks up, one that hangs, and one that failed and was never rerun all raise it.
+- ``silent-<deployment>``: no Completed run of it at all within those 26 hours, counted from
+  the last completed one. It covers what the per-run alarm cannot see: runs that are no
+  longer created (a schedule paused or removed, the scheduler down).
 
 Each alarm sends the message to a notification block the operator saved (a custom webhook,
 Slack, e-mail through SendGrid...; :data:`NOTIFY_BLOCK`). Messages name the deployment, the run
@@ -74,21 +81,45 @@ def failed_run_alarm(deployment_ids: Sequence[str], block_document_id: str) -> A
     )
 
 
+#: The events that say a run's schedule time has come (a worker took it, or nobody did).
+DUE_EVENTS = frozenset({"prefect.flow-run.Pending", "prefect.flow-run.Late"})
+
+
 def missed_run_alarm(
     deployment_id: str, label: str, block_document_id: str, within: float = MISSED_AFTER_SECONDS
 ) -> Automation:
-    """The alarm for no Completed run of one deployment within ``within`` seconds."""
+    """The alarm for a run of one deployment not Completed ``within`` seconds of its schedule.
+
+    Each run is judged on its own (``for_each`` the run): its window opens with its first
+    ``Pending`` or ``Late`` event, and only its own ``Completed`` event closes it.
+    """
     return Automation(
         name=f"{PREFIX}missed-{label}",
-        description=f"No completed run of {label} within {_duration(within)}.",
-        trigger=EventTrigger(
-            expect={"prefect.flow-run.Completed"},
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=within,
+        description=f"A run of {label} did not complete within {_duration(within)} of its "
+        "schedule time.",
+        trigger=_no_completion(
+            deployment_id, within, after=set(DUE_EVENTS), for_each={"prefect.resource.id"}
         ),
+        actions=[
+            SendNotification(
+                block_document_id=block_document_id,
+                subject=f"{label}: run {{{{ flow_run.name }}}} not completed",
+                body=f"Flow run {{{{ flow_run.name }}}} of deployment {label} (scheduled for "
+                f"{{{{ flow_run.expected_start_time }}}}) has not completed within "
+                f"{_duration(within)} of its schedule time.",
+            )
+        ],
+    )
+
+
+def silent_deployment_alarm(
+    deployment_id: str, label: str, block_document_id: str, within: float = MISSED_AFTER_SECONDS
+) -> Automation:
+    """The alarm for no Completed run of one deployment at all within ``within`` seconds."""
+    return Automation(
+        name=f"{PREFIX}silent-{label}",
+        description=f"No completed run of {label} within {_duration(within)}.",
+        trigger=_no_completion(deployment_id, within),
         actions=[
             SendNotification(
                 block_document_id=block_document_id,
@@ -96,6 +127,20 @@ def missed_run_alarm(
                 body=f"Deployment {label} has completed no run within {_duration(within)}.",
             )
         ],
+    )
+
+
+def _no_completion(deployment_id: str, within: float, **scope: set[str]) -> EventTrigger:
+    """Fires when no Completed run of the deployment comes within ``within`` seconds (of the
+    ``after`` event, per ``for_each`` bucket, when ``scope`` gives them)."""
+    return EventTrigger(
+        expect={"prefect.flow-run.Completed"},
+        match={"prefect.resource.id": "prefect.flow-run.*"},
+        match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
+        posture=Posture.Proactive,
+        threshold=1,
+        within=within,
+        **scope,
     )
 
 
@@ -132,9 +177,12 @@ def apply_alarms(
             name: str(client.read_deployment_by_name(name).id) for name in {*deployments, *daily}
         }
         wanted = [failed_run_alarm([ids[n] for n in deployments], block_id)]
-        wanted += [
-            missed_run_alarm(ids[n], n.split("/")[-1], block_id, within=missed_after) for n in daily
-        ]
+        for full in daily:
+            label = full.split("/")[-1]
+            wanted += [
+                missed_run_alarm(ids[full], label, block_id, within=missed_after),
+                silent_deployment_alarm(ids[full], label, block_id, within=missed_after),
+            ]
         # Replaced by name, so running the command again updates rather than duplicates.
         for automation in wanted:
             for old in client.read_automations_by_name(automation.name):

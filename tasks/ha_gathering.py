@@ -1,14 +1,16 @@
 """Gathering the HA control plane's state over SSH, and turning it into findings and rows.
 
 One task per host (:func:`gather_host`) runs the read-only commands of the checks on one
-verified session (`SshIdentity.session`): crm_mon's XML, the Galera node's wsrep status,
-RabbitMQ's cluster status. It never raises for what it finds: a host that cannot be reached,
-or a command that times out, is recorded as such and becomes a critical finding naming the
-host. :func:`assess_gathered` judges everything gathered with :mod:`domain.ha_health`.
+verified session (`SshIdentity.session`): crm_mon's XML, Corosync's quorum, the Galera
+node's wsrep status, RabbitMQ's cluster status. It never raises for what it finds: a host
+that cannot be reached, or a command that times out, is recorded as such and becomes a
+critical finding naming the host. :func:`assess_gathered` judges everything gathered with
+:mod:`domain.ha_health` (and :mod:`domain.ha_corosync`).
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +18,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.ssh import SshError, SshIdentity
+from domain.ha_clustercheck import CLUSTERCHECK, assess_galera_http
+from domain.ha_corosync import COROSYNC, assess_corosync_quorum
+from domain.ha_haproxy import HAPROXY, assess_haproxy
 from domain.ha_health import (
     CRITICAL,
     GALERA,
@@ -36,11 +41,39 @@ from tasks.ssh import parse_ip_addresses
 
 BACKUP = "backup"
 
+#: Where Debian's haproxy package puts its stats socket.
+HAPROXY_SOCKET = "/run/haproxy/admin.sock"
+
+
+def haproxy_command(stats_socket: str) -> str:
+    """The command asking haproxy's stats socket for ``show stat`` and ``show table``.
+
+    Example:
+        >>> haproxy_command("/run/haproxy/admin.sock")
+        "echo 'show stat;show table' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock"
+    """
+    address = shlex.quote(f"UNIX-CONNECT:{stats_socket}")
+    return f"echo 'show stat;show table' | socat stdio {address}"
+
+
+def galera_http_command(url: str = "http://127.0.0.1:9200/") -> str:
+    """The command asking a node's Galera HTTP check (clustercheck), answer with headers.
+
+    Example:
+        >>> galera_http_command()
+        'curl --silent --show-error --include --max-time 10 http://127.0.0.1:9200/'
+    """
+    return f"curl --silent --show-error --include --max-time 10 {shlex.quote(url)}"
+
+
 #: Read-only commands per check (a deployment may replace them, e.g. with `sudo -n`).
 DEFAULT_COMMANDS = {
     PACEMAKER: "crm_mon --one-shot --inactive --output-as=xml",
+    COROSYNC: "corosync-quorumtool -s",
     GALERA: "mariadb --batch --skip-column-names -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\"",
     RABBITMQ: "rabbitmqctl cluster_status --formatter json",
+    HAPROXY: haproxy_command(HAPROXY_SOCKET),
+    CLUSTERCHECK: galera_http_command(),
     VIP: "ip -o addr show",
 }
 
@@ -164,6 +197,8 @@ def assess_gathered(
     checks: Collection[str],
     expected_nodes: int,
     vip: str | None = None,
+    galera_backends: Collection[str] = ("galera",),
+    vips: Mapping[str, str] | None = None,
 ) -> tuple[list[Finding], list[HealthRow]]:
     """Findings of every check on every host, and the table's rows (an ``ok`` row for each
     check on a host that found nothing).
@@ -174,6 +209,9 @@ def assess_gathered(
         expected_nodes: The cluster's size in the inventory (Pacemaker nodes, Galera size,
             RabbitMQ disk nodes).
         vip: The virtual IP the ``vip`` check looks for on every host (exactly one must hold it).
+        galera_backends: haproxy's backends in front of Galera (one writer at a time).
+        vips: Several virtual IPs by name (the inventory's ``vips``), each on exactly one host;
+            ``vip`` is one more, named by its address.
     """
     findings: list[Finding] = []
     rows: list[HealthRow] = []
@@ -199,6 +237,19 @@ def assess_gathered(
             output = result.stdout if result.stdout.strip() else result.stderr
             if check == PACEMAKER:
                 record(check, entry.host, assess_pacemaker(output, expected_nodes=expected_nodes))
+            elif check == COROSYNC:
+                found = assess_corosync_quorum(
+                    result.stdout + result.stderr, expected_nodes=expected_nodes, node=entry.host
+                )
+                record(check, entry.host, found)
+            elif check == CLUSTERCHECK:
+                found = assess_galera_http(result.stdout + result.stderr, node=entry.host)
+                record(check, entry.host, found)
+            elif check == HAPROXY:
+                found = assess_haproxy(
+                    result.stdout + result.stderr, galera_backends=galera_backends, node=entry.host
+                )
+                record(check, entry.host, found)
             elif check == RABBITMQ:
                 record(check, entry.host, assess_rabbitmq(output, expected_nodes=expected_nodes))
             elif check == VIP:
@@ -220,8 +271,11 @@ def assess_gathered(
             by_node.setdefault(node, []).append(finding)
         for node, node_findings in by_node.items():
             record(GALERA, node, node_findings)
-    if VIP in checks and vip is not None:
-        found = assess_vip(vip, vip_addresses)
-        holders = [h for h, a in vip_addresses.items() if not isinstance(a, str) and vip in a]
+    wanted = dict(vips or {})
+    if vip is not None:
+        wanted.setdefault(vip, vip)
+    for name, address in wanted.items() if VIP in checks else ():
+        found = assess_vip(address, vip_addresses, name=name)
+        holders = [h for h, a in vip_addresses.items() if not isinstance(a, str) and address in a]
         record(VIP, "cluster" if found else holders[0], found)
     return findings, rows

@@ -8,6 +8,9 @@ inventory); this module re-exports them so that callers need not know where.
 
 from __future__ import annotations
 
+from domain.ha_clustercheck import assess_galera_http
+from domain.ha_corosync import assess_corosync_quorum
+from domain.ha_haproxy import assess_haproxy
 from domain.ha_health import (
     CRITICAL,
     WARNING,
@@ -26,8 +29,11 @@ __all__ = [
     "WARNING",
     "Finding",
     "any_critical",
+    "assess_corosync_quorum",
     "assess_galera",
     "assess_galera_cluster",
+    "assess_galera_http",
+    "assess_haproxy",
     "assess_pacemaker",
     "assess_rabbitmq",
     "lint_topology",

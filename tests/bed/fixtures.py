@@ -20,6 +20,7 @@ import pytest
 
 from tests.bed.mariadb import GaleraServer, MariaDBServer, missing_mariadb_binaries
 from tests.bed.moto import MotoServer
+from tests.bed.ports import free_port
 from tests.bed.programs import require_programs
 from tests.bed.sshd import (
     SshHost,
@@ -267,3 +268,59 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
         yield server
     finally:
         server.stop()
+
+
+# -- HA services (corosync, haproxy, clustercheck) ------------------------------------------
+
+
+def service_running(service, fixture: str, what: str) -> Iterator:
+    """Start `service` (timed, recorded as `fixture`, printed), yield it, stop it at the end."""
+    try:
+        with _Stopwatch(fixture):
+            service.start()
+        print(f"\n{what} started in {_STARTUP_TIMES.last(fixture):.2f} s")
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def clustercheck(tmp_path_factory) -> Iterator:
+    """Percona's clustercheck under a real xinetd (`tests/bed/clustercheck.py`), for the
+    module; `clustercheck.point_at(galera.port)` makes it ask that Galera, `.url` is its URL."""
+    from tests.bed.clustercheck import ClusterCheck, missing_clustercheck_programs
+    from tests.bed.mariadb import TEST_PASSWORD, TEST_USER
+
+    require_programs(missing_clustercheck_programs(), "clustercheck")
+    check = ClusterCheck(tmp_path_factory.mktemp("clustercheck"), TEST_USER, TEST_PASSWORD)
+    yield from service_running(check, "clustercheck xinetd (module)", "xinetd + clustercheck")
+
+
+def ssh_hosts_sharing_a_port(
+    tmp_path_factory, environments: list[dict[str, str]], fixture: str
+) -> Iterator[list[SshHost]]:
+    """One sshd per entry of `environments` on 127.0.0.11, .12, ... sharing one port (as real
+    hosts share 22, so that one `SshIdentity` with one `port` reaches them all) and one client
+    key; each session gets its entry's variables. Yields the hosts, stops them at the end."""
+    require_programs(missing_ssh_binaries(), "SSH")
+    addresses = [f"127.0.0.{11 + index}" for index in range(len(environments))]
+    if not all(loopback_alias_usable(a) for a in addresses):
+        pytest.fail(f"loopback aliases {', '.join(addresses)} are not usable here", pytrace=False)
+    client_key = generate_ed25519_key(tmp_path_factory.mktemp("ssh-shared") / "id_ed25519")
+    port = free_port(addresses[0])
+    hosts: list[SshHost] = []
+    try:
+        with _Stopwatch(fixture):
+            for number, (address, environment) in enumerate(
+                zip(addresses, environments, strict=True), start=1
+            ):
+                host = SshHost(
+                    base_dir=tmp_path_factory.mktemp(f"sshd-shared{number}"), name=f"host{number}",
+                    address=address, port=port, client_key=client_key, environment=environment,
+                )  # fmt: skip
+                hosts.append(host)
+                host.start()
+        yield hosts
+    finally:
+        for host in hosts:
+            host.stop()

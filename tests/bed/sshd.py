@@ -345,7 +345,8 @@ class SshHost:
             "MaxStartups 50:30:100",
             "MaxSessions 50",
             "Subsystem sftp internal-sftp",
-            *(f'SetEnv {name}="{value}"' for name, value in self.environment.items()),
+            # One line: sshd takes the first SetEnv line only (first value wins, sshd_config(5)).
+            *([f"SetEnv {_set_env(self.environment)}"] if self.environment else []),
             "",
         ])  # fmt: skip
 
@@ -371,6 +372,10 @@ class SshHost:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-20:])
         except OSError:
             return "(no sshd log)"
+
+
+def _set_env(environment: dict[str, str]) -> str:
+    return " ".join(f'{name}="{value}"' for name, value in environment.items())
 
 
 def known_hosts_text(hosts: list[SshHost]) -> str:

@@ -235,3 +235,7 @@ def test_a_vip_on_two_nodes_or_on_none_is_critical():
     assert finding.message == "VIP 127.0.0.1 is on 2 nodes: db1, db2"
     (finding,) = assess_vip("192.0.2.10", {"db1": addresses, "db2": "connection refused"})
     assert finding.message == "VIP 192.0.2.10 is on no node (db2 could not be asked)"
+    (finding,) = assess_vip("127.0.0.1", {"db1": addresses, "db2": addresses}, name="rabbitmq")
+    assert (finding.subject, finding.message) == (
+        "127.0.0.1", "VIP rabbitmq (127.0.0.1) is on 2 nodes: db1, db2"
+    )  # fmt: skip

@@ -294,3 +294,52 @@ def test_ipv6_addresses_are_normalised_in_groups_and_variables():
     )
     assert parsed.addresses("deploy") == ["2001:db8::10"]
     assert parsed.host("deploy").address == "2001:db8::10"
+
+
+def test_a_group_lists_several_vips_and_galera_vip_still_counts():
+    listing = {"backend_servers": {
+        "hosts": ["192.168.122.111"],
+        "vars": {"galera_vip": "192.168.122.110",
+                 "vips": {"rabbitmq": "192.168.122.120", "api": "fd00::0:10"}},
+    }}  # fmt: skip
+    inventory = parse_json(json.dumps(listing))
+    assert inventory.vips("backend_servers") == {
+        "galera": "192.168.122.110", "rabbitmq": "192.168.122.120", "api": "fd00::10"
+    }  # fmt: skip
+    # the JSON form keeps both variables as they were written
+    assert (
+        json.loads(render_json(inventory))["backend_servers"]["vars"]
+        == listing["backend_servers"]["vars"]
+    )
+    only_old = parse_json(json.dumps({"backend_servers": {
+        "hosts": ["192.168.122.111"], "vars": {"galera_vip": "192.168.122.110"},
+    }}))  # fmt: skip
+    assert only_old.vips("backend_servers") == {"galera": "192.168.122.110"}
+    as_list = {"hosts": ["192.168.122.111"], "vars": {"vips": ["192.168.122.9"]}}
+    assert parse_json(json.dumps({"backend_servers": as_list})).vips("backend_servers") == {
+        "192.168.122.9": "192.168.122.9"
+    }
+    assert (
+        parse_json(json.dumps({"backend_servers": ["192.168.122.111"]})).vips("backend_servers")
+        == {}
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"vips": {"api": "api.example.org"}}, "VIP api: 'api.example.org' is not an IP address"),
+        ({"vips": {"api": 10}}, "VIP api: 10 is not an IP address"),
+        ({"vips": "192.168.122.9"}, "vips must map names to IP addresses (or list them)"),
+        ({"galera_vip": "192.168.122.9", "vips": {"galera": "192.168.122.8"}},
+         "VIP galera is 192.168.122.9 in galera_vip but 192.168.122.8 in vips"),
+        ({"vips": {"a": "192.168.122.9", "b": "192.168.122.9"}},
+         "VIP 192.168.122.9 is listed twice in vips"),
+    ],
+)  # fmt: skip
+def test_bad_vips_are_refused_naming_the_group_and_the_vip(variables, message):
+    listing = {"backend_servers": {"hosts": ["192.168.122.111"], "vars": variables}}
+    with pytest.raises(InventoryError) as caught:
+        parse_json(json.dumps(listing), "site.json")
+    assert "variables of group backend_servers" in str(caught.value)
+    assert message in str(caught.value)

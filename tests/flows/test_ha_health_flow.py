@@ -16,8 +16,19 @@ from prefect.states import Completed, Running
 
 from blocks.ssh import SshIdentity
 from flows.ha_health import HealthChecks, check_ha_health
+from tasks.ha_gathering import galera_http_command, haproxy_command
 from tasks.node_record import NodeChange
 from tests.bed import pacemaker
+from tests.bed.corosync import Corosync, missing_corosync_programs
+from tests.bed.fixtures import (
+    _STARTUP_TIMES,
+    _Stopwatch,
+    service_running,
+    ssh_hosts_sharing_a_port,
+)
+from tests.bed.haproxy import Haproxy, TcpListener, dead_port, missing_haproxy_programs
+from tests.bed.programs import require_programs
+from tests.bed.sshd import known_hosts_text
 
 pytestmark = pytest.mark.slow
 
@@ -139,7 +150,26 @@ def test_the_vip_must_be_on_exactly_one_host(site, cibs, vip, held, tmp_path):
                        "finding": ""}  # fmt: skip
     else:
         assert state.is_failed()
-        assert row["state"] == "critical" and row["finding"] == f"{vip}: VIP {vip} is on no node"
+        assert row["state"] == "critical"
+        assert row["finding"] == f"{vip}: VIP galera ({vip}) is on no node"
+
+
+def test_each_of_several_vips_must_be_on_exactly_one_host(site, cibs, tmp_path):
+    inventory = tmp_path / "with-vips.json"
+    inventory.write_text(json.dumps({"backend_servers": {
+        "hosts": [site["host"].address],
+        "vars": {"galera_vip": "127.0.0.1", "vips": {"rabbitmq": "192.0.2.20", "api": "::1"}},
+    }}))  # fmt: skip
+    state = run(site, cibs["healthy"], inventory=inventory)
+    assert state.is_failed()
+    assert "first: vip 192.0.2.20: VIP rabbitmq (192.0.2.20) is on no node" in state.message
+    rows = artifact_rows(state.state_details.flow_run_id)
+    host = site["host"].address
+    assert [(r["node"], r["state"], r["finding"]) for r in rows if r["component"] == "vip"] == [
+        (host, "ok", ""),
+        ("cluster", "critical", "192.0.2.20: VIP rabbitmq (192.0.2.20) is on no node"),
+        (host, "ok", ""),
+    ]
 
 
 def test_a_record_left_by_a_dead_backup_run_is_critical(site, cibs):
@@ -184,3 +214,169 @@ def test_a_record_of_a_backup_at_work_is_a_warning(site, cibs):
     assert backup["state"] == "warning"
     words = f"backup run {running.name} ({running.id}) (Running) is at work: desynced"
     assert words in backup["finding"]
+
+
+class CorosyncBed:
+    """One real Corosync at a time for this module, restarted when another node count is asked."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.running: Corosync | None = None
+
+    def with_nodes(self, nodes: int) -> Corosync:
+        if self.running is not None and self.running.nodes == nodes:
+            return self.running
+        self.stop()
+        self.running = Corosync(self.base_dir / f"nodes{nodes}", nodes=nodes)
+        fixture = f"corosync ({nodes} configured)"
+        with _Stopwatch(fixture):
+            self.running.start()
+        print(f"\n{fixture} started in {_STARTUP_TIMES.last(fixture):.2f} s")
+        return self.running
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.running.stop()
+            self.running = None
+
+
+@pytest.fixture(scope="module")
+def corosync_bed(tmp_path_factory):
+    require_programs(missing_corosync_programs(), "Corosync")
+    bed = CorosyncBed(tmp_path_factory.mktemp("corosync"))
+    try:
+        yield bed
+    finally:
+        bed.stop()
+
+
+def run_with_corosync(site, cibs):
+    with_quorum = checks(site, cibs["healthy"]).model_copy(update={"corosync": True})
+    return check_ha_health(
+        site["inventory"], ssh_block=site["block"], checks=with_quorum, lint=False,
+        return_state=True,
+    )  # fmt: skip
+
+
+def test_corosync_quorum_is_read_on_every_host(site, cibs, corosync_bed):
+    corosync_bed.with_nodes(1)
+    state = run_with_corosync(site, cibs)
+    assert state.is_completed(), state.message
+    host = site["host"].address
+    assert [r["component"] for r in state.result()] == [
+        "pacemaker", "corosync", "galera", "backup"
+    ]  # fmt: skip
+    assert {"component": "corosync", "node": host, "state": "ok", "finding": ""} in state.result()
+
+
+def test_a_partition_without_quorum_fails_the_run_naming_the_host(site, cibs, corosync_bed):
+    corosync_bed.with_nodes(3)  # three configured, this one alone: no quorum
+    state = run_with_corosync(site, cibs)
+    assert state.is_failed()
+    host = site["host"].address
+    assert (
+        f"first: corosync {host}: {host}'s partition is not quorate (Quorate: No; total votes 1"
+        in state.message
+    )
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert [r["finding"] for r in rows if r["component"] == "corosync"] == [
+        f"{host}: {host}'s partition is not quorate (Quorate: No; total votes 1, expected votes 3, "
+        "quorum 2 Activity blocked)",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def haproxy(tmp_path_factory):
+    """A real haproxy whose Galera backend has db1 UP (listening) and db2 DOWN (refused)."""
+    require_programs(missing_haproxy_programs(), "haproxy")
+    listener = TcpListener()
+    sections = (
+        "backend galera\n"
+        f"  server db1 127.0.0.1:{listener.port}\n"
+        f"  server db2 127.0.0.1:{dead_port()} backup\n"
+    )
+    try:
+        proxy = Haproxy(tmp_path_factory.mktemp("haproxy"), sections)
+        yield from service_running(proxy, "haproxy (module)", "haproxy")
+    finally:
+        listener.close()
+
+
+def test_a_haproxy_server_down_fails_the_run_naming_backend_and_server(site, cibs, haproxy):
+    with_haproxy = checks(site, cibs["healthy"]).model_copy(update={
+        "haproxy": True, "haproxy_command": haproxy_command(str(haproxy.stats_socket)),
+    })  # fmt: skip
+    state = check_ha_health(
+        site["inventory"], ssh_block=site["block"], checks=with_haproxy, lint=False,
+        return_state=True,
+    )  # fmt: skip
+    assert state.is_failed()
+    host = site["host"].address
+    assert f"first: haproxy galera/db2: server galera/db2 is DOWN on {host} (L4CON" in (
+        state.message
+    )
+    rows = artifact_rows(state.state_details.flow_run_id)
+    (row,) = [r for r in rows if r["component"] == "haproxy"]
+    assert (row["node"], row["state"]) == (host, "critical")
+    assert row["finding"].startswith(f"galera/db2: server galera/db2 is DOWN on {host}")
+
+
+def test_the_galera_http_check_is_asked_on_every_host(site, cibs, galera, clustercheck):
+    clustercheck.point_at(galera.port)
+    with_http = checks(site, cibs["healthy"]).model_copy(update={
+        "galera_http": True, "galera_http_command": galera_http_command(clustercheck.url),
+    })  # fmt: skip
+    host = site["host"].address
+
+    def run_http():
+        return check_ha_health(
+            site["inventory"], ssh_block=site["block"], checks=with_http, lint=False,
+            return_state=True,
+        )  # fmt: skip
+
+    state = run_http()
+    assert state.is_completed(), state.message
+    assert {"component": "clustercheck", "node": host, "state": "ok", "finding": ""} in (
+        state.result()
+    )
+    galera.stop()  # the check answers 503; the wsrep status cannot be read either
+    state = run_http()
+    assert state.is_failed()
+    rows = artifact_rows(state.state_details.flow_run_id)
+    (row,) = [r for r in rows if r["component"] == "clustercheck"]
+    assert (row["node"], row["state"]) == (host, "critical")
+    assert row["finding"].startswith(f"{host}: the Galera check on {host} answered 503")
+
+
+@pytest.fixture
+def three_hosts(tmp_path_factory):
+    """Three sshd hosts on 127.0.0.11-13 sharing one port, one client key."""
+    yield from ssh_hosts_sharing_a_port(tmp_path_factory, [{}, {}, {}], "ssh_hosts (3, one port)")
+
+
+def test_a_vip_on_several_hosts_is_critical_naming_them(three_hosts, tmp_path):
+    # Every host of the bed is this machine: 127.0.0.1 (loopback) is on all three.
+    block = f"ha-ssh-{uuid.uuid4().hex[:8]}"
+    first = three_hosts[0]
+    SshIdentity(
+        username=first.user, private_key=first.client_key.read_text(),
+        known_hosts=known_hosts_text(three_hosts), port=first.port, connect_timeout=5,
+    ).save(block)  # fmt: skip
+    inventory = tmp_path / "three.json"
+    inventory.write_text(json.dumps({"backend_servers": {
+        "hosts": [h.address for h in three_hosts], "vars": {"vips": {"galera": "127.0.0.1"}},
+    }}))  # fmt: skip
+    only_vips = HealthChecks(pacemaker=False, galera=False, backup_record_path=None)
+    state = check_ha_health(
+        str(inventory), ssh_block=block, checks=only_vips, lint=False, return_state=True
+    )
+    assert state.is_failed()
+    holders = ", ".join(h.address for h in three_hosts)
+    assert f"first: vip 127.0.0.1: VIP galera (127.0.0.1) is on 3 nodes: {holders}" in (
+        state.message
+    )
+    rows = artifact_rows(state.state_details.flow_run_id)
+    assert rows == [
+        {"component": "vip", "node": "cluster", "state": "critical",
+         "finding": f"127.0.0.1: VIP galera (127.0.0.1) is on 3 nodes: {holders}"},
+    ]  # fmt: skip

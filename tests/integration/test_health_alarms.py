@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.states import Failed, Running
+from prefect.states import Completed, Failed, Pending, Running, Scheduled
+from prefect.types._datetime import now
 
 from domain.polling import wait_until
 from tasks.alarms import DAILY_DEPLOYMENTS, SCHEDULED_DEPLOYMENTS, NotifyBlockNotFound, apply_alarms
@@ -79,7 +81,8 @@ def alarms(prefect_server) -> Iterator[tuple[Receiver, dict[str, str]]]:
                 names = sorted(a.name for a in client.read_automations())
             assert names == sorted(a.name for a in created) == [
                 "edx-ops: failed-or-crashed-run", "edx-ops: missed-daily",
-                "edx-ops: missed-nightly-backup",
+                "edx-ops: missed-nightly-backup", "edx-ops: silent-daily",
+                "edx-ops: silent-nightly-backup",
             ]  # fmt: skip
             yield receiver, ids
     finally:
@@ -120,10 +123,44 @@ def test_a_health_run_with_a_critical_finding_names_it(prefect_server, alarms):
     assert "first: galera 10.0.0.12: node 10.0.0.12 did not answer" in body["body"]
 
 
-def test_a_missed_daily_run_reaches_the_receiver(alarms):
+def test_a_silent_daily_deployment_reaches_the_receiver(alarms):
     receiver, _ = alarms
     body = receiver.wait_for(lambda b: b["subject"] == "daily: no completed run", "for daily")
     assert body["body"] == f"Deployment daily has completed no run within {MISSED_AFTER} seconds."
+
+
+def test_each_run_not_completed_after_its_schedule_time_reaches_the_receiver(
+    prefect_server, alarms
+):
+    """Counted from each run's schedule time: a run nobody started (the server marks it Late)
+    and one a worker took but that never completed each raise the alarm, naming the run; a
+    run that completed in time does not, though the deployment's other runs are missed."""
+    receiver, ids = alarms
+    deployment = ids["backup-backend-node/nightly-backup"]
+    with prefect_server.client() as client:
+        # Due a minute ago, no worker: the late-runs service marks it Late (15 s past due).
+        overdue = client.create_flow_run_from_deployment(
+            deployment, state=Scheduled(scheduled_time=now("UTC") - timedelta(minutes=1))
+        )
+        # Taken by a worker on time, then hanging.
+        hanging = client.create_flow_run_from_deployment(deployment)
+        client.set_flow_run_state(hanging.id, Pending(), force=True)
+        client.set_flow_run_state(hanging.id, Running(), force=True)
+        # Taken and completed within the window.
+        done = client.create_flow_run_from_deployment(deployment)
+        client.set_flow_run_state(done.id, Pending(), force=True)
+        client.set_flow_run_state(done.id, Running(), force=True)
+        client.set_flow_run_state(done.id, Completed(), force=True)
+    for run in (hanging, overdue):
+        subject = f"nightly-backup: run {run.name} not completed"
+        body = receiver.wait_for(lambda b, s=subject: b["subject"] == s, f"for {run.name}")
+        scheduled = run.expected_start_time
+        assert body["body"] == (
+            f"Flow run {run.name} of deployment nightly-backup (scheduled for {scheduled}) has "
+            f"not completed within {MISSED_AFTER} seconds of its schedule time."
+        )
+    # The completed run's window closed long before the overdue run's alarm (Late + window).
+    assert not [b for b in receiver.posted if done.name in b["subject"] + b["body"]]
 
 
 def test_a_missing_notify_block_is_named(prefect_server, alarms):

@@ -118,9 +118,6 @@ class EmrClusterSettings(_Settings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$",
         description="Cluster name (each run's cluster is named `<name>-<flow run id>`).",
     )
-    region: NonEmptyStr = Field(
-        default="us-east-1", pattern=r"^[a-z]{2}-[a-z]+-[0-9]$", description="AWS region."
-    )
     release_label: NonEmptyStr = Field(
         default="emr-7.5.0",
         pattern=r"^emr-[0-9]+\.[0-9]+\.[0-9]+$",

@@ -41,6 +41,7 @@ DEPLOYMENTS = {
 }  # fmt: skip
 DEPLOYMENTS |= {"aws-analytics", "aws-analytics-destroy", "aws-analytics-databases"}
 DEPLOYMENTS |= {"ha-health"}  # check-ha-health (flows/ha_health.py)
+DEPLOYMENTS |= {"emr-pipeline", "emr-sweeper"}  # run-pipeline-on-emr, sweep-emr-clusters
 
 
 def page_text(page) -> str:

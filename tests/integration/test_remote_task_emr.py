@@ -10,8 +10,6 @@ console output the fingerprints cloud-init would print, both in moto's backend i
 
 from __future__ import annotations
 
-import collections
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from remote.cli import main
-from remote.setup import PROJECT_ROOT
+from tests.bed.moto import emr_cluster
+from tests.tracking_log import LOG_NAME, TOTAL_EVENTS_ARGS, TRACKING_LOG, expected_daily_counts
 
 pytestmark = pytest.mark.slow
 
-TRACKING_LOG = PROJECT_ROOT / "tests/data/upstream/input/enrollment_trends_tracking.log"
 KERNEL_LOG = "[    0.000000] Linux version 6.1.0 (gcc) #1 SMP\n"
 
 
@@ -51,23 +49,7 @@ def console(monkeypatch):
 
 
 def cluster(aws, name: str) -> str:
-    return aws.client("emr").run_job_flow(
-        Name=name,
-        ReleaseLabel="emr-7.5.0",
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-        Instances={
-            "InstanceGroups": [
-                {
-                    "InstanceRole": "MASTER",
-                    "InstanceType": "m5.xlarge",
-                    "InstanceCount": 1,
-                    "Market": "ON_DEMAND",
-                }
-            ],
-            "KeepJobFlowAliveWhenNoSteps": True,
-        },
-    )["JobFlowId"]
+    return emr_cluster(aws.client("emr"), name)
 
 
 def cloud_init_block(fingerprint_line: str) -> str:
@@ -86,7 +68,7 @@ class Node:
         self.home = self.base / "automation"
         (self.home / "logs").mkdir(parents=True)
         (self.home / "venv").symlink_to(Path(sys.prefix))
-        (self.home / "logs" / "tracking.log-20140730").write_bytes(TRACKING_LOG.read_bytes())
+        (self.home / "logs" / LOG_NAME).write_bytes(TRACKING_LOG.read_bytes())
         self.known_hosts = tmp_path / "known_hosts"
         self.known_hosts.write_text("")
 
@@ -112,16 +94,7 @@ class Node:
                 self.host.user,
                 "--task-timeout",
                 "300",
-                "TotalEventsDailyTask",
-                "--local-scheduler",
-                "--interval",
-                "2014-07-30-2014-08-07",
-                "--output-root",
-                "out/",
-                "--source",
-                '["logs/"]',
-                "--pattern",
-                json.dumps([r".*tracking.log-(?P<date>\d{8})$"]),
+                *TOTAL_EVENTS_ARGS,
             ]
         )
 
@@ -129,13 +102,6 @@ class Node:
     def counted(self) -> list[str] | None:
         out = self.home / "out" / "part-00000"
         return out.read_text().splitlines() if out.exists() else None
-
-
-def expected_counts() -> list[str]:
-    per_day = collections.Counter(
-        json.loads(line)["time"][:10] for line in TRACKING_LOG.read_text().splitlines()
-    )
-    return [f"{day}\t{count}" for day, count in sorted(per_day.items())]
 
 
 @pytest.fixture
@@ -156,7 +122,7 @@ def test_job_flow_name_runs_on_the_newest_active_master_in_known_hosts(node, aws
     assert node.remote_task("--job-flow-name", "analytics") == 0
     err = capsys.readouterr().err
     assert f"EMR cluster {newest} (analytics, WAITING): master {node.host.address}" in err
-    assert node.counted == expected_counts()
+    assert node.counted == expected_daily_counts()
     assert "exited 0" in err
 
 
@@ -185,7 +151,7 @@ def test_the_masters_console_fingerprints_vouch_for_its_key(node, aws, console, 
     assert node.remote_task("--job-flow-id", job_flow) == 0
     err = capsys.readouterr().err
     assert "matches the master's console output (cloud-init)" in err
-    assert node.counted == expected_counts()
+    assert node.counted == expected_daily_counts()
 
 
 def test_a_key_the_console_contradicts_is_refused(node, aws, console, tmp_path, capsys):

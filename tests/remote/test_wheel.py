@@ -3,10 +3,8 @@ pipeline alone with pyproject.toml's metadata, whose `launch-task` runs a task f
 
 from __future__ import annotations
 
-import collections
 import email.parser
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -18,8 +16,7 @@ import pytest
 
 from remote.setup import PROJECT_ROOT
 from remote.wheel import pipeline_wheel
-
-TRACKING_LOG = PROJECT_ROOT / "tests/data/upstream/input/enrollment_trends_tracking.log"
+from tests.tracking_log import LOG_NAME, TOTAL_EVENTS_ARGS, TRACKING_LOG, expected_daily_counts
 
 
 def test_wheel_holds_the_pipeline_alone_with_the_projects_metadata():
@@ -73,22 +70,10 @@ def test_an_installer_takes_the_wheel_and_its_launch_task_counts_events(tmp_path
     assert (target / "bin" / "launch-task").is_file()
     work = tmp_path / "work"
     (work / "logs").mkdir(parents=True)
-    shutil.copy(TRACKING_LOG, work / "logs" / "tracking.log-20140730")
+    shutil.copy(TRACKING_LOG, work / "logs" / LOG_NAME)
     env = {**os.environ, "PYTHONPATH": str(target)}
     done = subprocess.run(
-        [
-            str(target / "bin" / "launch-task"),
-            "TotalEventsDailyTask",
-            "--local-scheduler",
-            "--interval",
-            "2014-07-30-2014-08-07",
-            "--output-root",
-            "out/",
-            "--source",
-            '["logs/"]',
-            "--pattern",
-            json.dumps([r".*tracking.log-(?P<date>\d{8})$"]),
-        ],
+        [str(target / "bin" / "launch-task"), *TOTAL_EVENTS_ARGS],
         cwd=work,
         env=env,
         capture_output=True,
@@ -96,12 +81,7 @@ def test_an_installer_takes_the_wheel_and_its_launch_task_counts_events(tmp_path
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    per_day = collections.Counter(
-        json.loads(line)["time"][:10] for line in TRACKING_LOG.read_text().splitlines()
-    )
-    assert (work / "out" / "part-00000").read_text().splitlines() == [
-        f"{day}\t{count}" for day, count in sorted(per_day.items())
-    ]
+    assert (work / "out" / "part-00000").read_text().splitlines() == expected_daily_counts()
     # the installed copy ran, not the checkout's
     probe = subprocess.run(
         [sys.executable, "-c", "import pipeline; print(pipeline.__file__)"],

@@ -22,12 +22,6 @@ from pathlib import Path
 
 import pytest
 from prefect import flow, get_client
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
-    LogFilter,
-    LogFilterFlowRunId,
-)
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelling, Completed, Running
 
@@ -35,12 +29,16 @@ from domain.emr import EMR_HOME, step_command_line
 from flows.emr_sweeper import sweep_emr_clusters
 from flows.pipeline_on_emr import run_pipeline_on_emr
 from remote.run import parse_task_line
+from tests.bed.moto import emr_cluster
 from tests.bed.prefect_server import terminate_process_tree
 from tests.integration.aws.conftest import BLOCK, SECRET_ACCESS_KEY
+from tests.integration.aws.test_aws_analytics_flow import artifacts_of as api_artifacts_of
+from tests.integration.aws.test_aws_analytics_flow import logs_of as api_logs_of
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+FLOW = "flows.pipeline_on_emr:run_pipeline_on_emr"
 ACCOUNT = "123456789012"  # moto's
 LOGS, STAGING = "client-name-analytics-emr-logs", "client-name-analytics-emr"
 TASKS = [
@@ -182,25 +180,11 @@ def run(emr_account, tasks=TASKS, **cluster_changes):
     )
 
 
-async def _artifacts(flow_run_id):
-    async with get_client() as client:
-        return await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-        )
-
-
-async def _logs(flow_run_id):
-    async with get_client() as client:
-        return await client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
-        )
-
-
 def logs_of(state, until: str, timeout: float = 30) -> str:
     """The run's log as the API has it, once `until` is in it (the logs arrive in batches)."""
     deadline = time.monotonic() + timeout
     while True:
-        logs = asyncio.run(_logs(state.state_details.flow_run_id))
+        logs = asyncio.run(api_logs_of(state.state_details.flow_run_id))
         text = "\n".join(log.message for log in logs)
         if until in text or time.monotonic() > deadline:
             return text
@@ -208,7 +192,7 @@ def logs_of(state, until: str, timeout: float = 30) -> str:
 
 
 def artifacts_of(state) -> list:
-    return asyncio.run(_artifacts(state.state_details.flow_run_id))
+    return asyncio.run(api_artifacts_of(state.state_details.flow_run_id))
 
 
 def s3_text(aws, uri: str) -> str:
@@ -338,7 +322,7 @@ def test_a_cancelled_run_terminates_its_cluster(emr_account, aws, tmp_path):
     with EmrDriver(aws, hold=True) as driver, output.open("wb") as out:
         started = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.aws.emr_flow_process", str(path)],
+            [sys.executable, "-m", "tests.integration.backup.flow_process", str(path), FLOW],
             cwd=REPO_ROOT,
             env=env,
             stdout=out,
@@ -451,24 +435,7 @@ def flow_run_in(state) -> str:
 
 
 def cluster_tagged(aws, name: str, tags: dict[str, str]) -> str:
-    return aws.client("emr").run_job_flow(
-        Name=name,
-        ReleaseLabel="emr-7.5.0",
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-        Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-        Instances={
-            "InstanceGroups": [
-                {
-                    "InstanceRole": "MASTER",
-                    "InstanceType": "m5.xlarge",
-                    "InstanceCount": 1,
-                    "Market": "ON_DEMAND",
-                }
-            ],
-            "KeepJobFlowAliveWhenNoSteps": True,
-        },
-    )["JobFlowId"]
+    return emr_cluster(aws.client("emr"), name, tags)
 
 
 def test_the_sweeper_terminates_orphans_and_leaves_other_clusters_alone(emr_account, aws):

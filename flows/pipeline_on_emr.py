@@ -9,9 +9,10 @@ cluster (Spark; tagged with the project and this flow run), add each pipeline ta
 the run, with its stderr (read from the log URI) in the run log; EMR cancels the steps after
 it. Whatever happens, the cluster is terminated in a ``finally`` that a second termination
 signal cannot cut short: a cancel (the worker's SIGTERM) ends the wait and the ``finally``
-terminates. What no ``finally`` covers (SIGKILL, a lost worker) the ``sweep-emr-clusters``
-flow does, by the flow-run tag; EMR's own idle timeout is the last net. Instance-hours are in
-the run's artifact.
+terminates; when the runner had to kill the flow process, its ``on_cancellation`` and
+``on_crashed`` hooks terminate the run's clusters by their flow-run tag. What neither covers
+(a lost worker host) the ``sweep-emr-clusters`` flow does, by the same tag; EMR's own idle
+timeout is the last net. Instance-hours are in the run's artifact.
 
 AWS credentials come from a prefect-aws `AwsCredentials` block named by ``aws_block``; nothing
 secret is a parameter, nor reaches S3, the logs or the artifacts.
@@ -49,6 +50,7 @@ from tasks.emr import (
     fetch_step_stderr,
     run_name,
     terminate_cluster,
+    terminate_clusters_of_run,
     upload_run_files,
     wait_for_steps,
 )
@@ -102,7 +104,18 @@ def _publish(steps: list[StepState]) -> None:
     logger.info("steps: %s", ", ".join(f"{s.name} {s.state}" for s in steps))
 
 
-@flow(name=FLOW_NAME)
+def _terminate_run_clusters(flow, flow_run, state) -> None:
+    """`on_cancellation`/`on_crashed`: the runner calls it even when the flow process was killed
+    before its ``finally`` (a cancel past the grace period): this run's clusters go then."""
+    block = (flow_run.parameters or {}).get("aws_block", "aws")
+    terminate_clusters_of_run(block, str(flow_run.id))
+
+
+@flow(
+    name=FLOW_NAME,
+    on_cancellation=[_terminate_run_clusters],
+    on_crashed=[_terminate_run_clusters],
+)
 def run_pipeline_on_emr(
     cluster: EmrClusterSettings,
     pipeline: EmrPipeline,

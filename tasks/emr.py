@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from domain.emr import (
     ACTIVE_STATES,
+    FLOW_RUN_TAG,
     TERMINATED_STATES,
     EmrClusterSettings,
     InstanceHours,
@@ -39,6 +40,7 @@ from domain.emr import (
     step_states,
     step_stderr_key,
     steps_finished,
+    tag_value,
 )
 from domain.polling import wait_until
 from pipeline.errors import OperationFailed, OperationTimeout, describe, is_transient
@@ -410,3 +412,21 @@ def flow_run_states(flow_run_ids: Sequence[str]) -> dict[str, str | None]:
                 continue
             states[run_id] = run.state.type.value if run.state else None
     return states
+
+
+def terminate_clusters_of_run(aws_block: str, flow_run_id: str) -> list[str]:
+    """Terminate every active cluster tagged with this flow run; their ids (none: nothing left).
+
+    A plain function, not a task: the flow's `on_cancellation` and `on_crashed` hooks call it,
+    also from a runner process after the flow process itself was killed.
+    """
+    clients = AwsClients.from_block(aws_block)
+    ended = []
+    for cluster in active_clusters.fn(clients):
+        if tag_value(cluster["tags"], FLOW_RUN_TAG) == flow_run_id:
+            clients("emr").terminate_job_flows(JobFlowIds=[cluster["id"]])
+            _logger().warning(
+                "terminated EMR cluster %s of flow run %s", cluster["id"], flow_run_id
+            )
+            ended.append(cluster["id"])
+    return ended

@@ -348,6 +348,23 @@ def test_a_cancelled_run_terminates_its_cluster(emr_account, aws, tmp_path):
     assert f"EMR cluster {cluster.id}: TERMINATED" in text
 
 
+def test_the_hooks_terminate_the_runs_clusters_when_its_process_was_killed(emr_account, aws):
+    # what the runner does after killing a flow process that ignored the cancel: run the hooks
+    ours = {"project": "edx-ops-flows"}
+    run_id = flow_run_in(Running())
+    mine = cluster_tagged(aws, "mine", {**ours, "flow-run": run_id})
+    another = cluster_tagged(aws, "another", {**ours, "flow-run": flow_run_in(Running())})
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run_id)
+    hooks = [*run_pipeline_on_emr.on_cancellation_hooks, *run_pipeline_on_emr.on_crashed_hooks]
+    assert len(hooks) == 2
+    hooks[0](run_pipeline_on_emr, flow_run, Cancelling())
+    assert {c.id: c.state for c in clusters_now().values()} == {
+        mine: "TERMINATED", another: "WAITING"}  # fmt: skip
+    hooks[1](run_pipeline_on_emr, flow_run, Cancelling())  # nothing left: a no-op
+    assert clusters_now()[another].state == "WAITING"
+
+
 # -- preflight -------------------------------------------------------------------------------------
 
 
@@ -425,13 +442,14 @@ def test_preflight_names_a_subnet_that_does_not_exist(emr_account, aws):
 
 
 @flow(name="stand-in")
-def stand_in() -> None:
-    """A flow whose runs stand for run-pipeline-on-emr's in the sweeper's test."""
+def stand_in(aws_block: str = BLOCK) -> None:
+    """A flow whose runs stand for run-pipeline-on-emr's in the sweeper's and hooks' tests."""
 
 
 def flow_run_in(state) -> str:
     with get_client(sync_client=True) as client:
-        return str(client.create_flow_run(stand_in, state=state).id)
+        return str(client.create_flow_run(stand_in, parameters={"aws_block": BLOCK},
+                                          state=state).id)  # fmt: skip
 
 
 def cluster_tagged(aws, name: str, tags: dict[str, str]) -> str:

@@ -38,6 +38,8 @@ from pipeline_config.fields import NonEmptyStr
 
 #: Where a node keeps the pipeline: its virtualenv, override.cfg, the wheel (hadoop's home).
 EMR_HOME = "/home/hadoop/edx-ops-flows"
+#: The nodes' Python with the pipeline installed: Spark's executors must run it.
+EMR_PYTHON = f"{EMR_HOME}/venv/bin/python"
 #: Spark as EMR installs it: its Python package and py4j come from here, not from the wheel.
 EMR_SPARK_HOME = "/usr/lib/spark"
 #: Tag keys on every cluster this project creates (`project` as in `domain.aws_site.tags`).
@@ -249,7 +251,11 @@ def bootstrap_script(files: RunFiles, python: str, home: str = EMR_HOME) -> str:
 
 
 def emr_override_cfg(
-    override_cfg: str, spark: SparkSettings, *, spark_master: str | None = None
+    override_cfg: str,
+    spark: SparkSettings,
+    *,
+    spark_master: str | None = None,
+    pyspark_python: str | None = EMR_PYTHON,
 ) -> str:
     """The site's rendered `override.cfg` with the Spark engine: `[map-reduce] engine = spark`
     and `[spark]` (`master`, then `driver-memory`, `executor-memory`, `executor-cores`, `conf`
@@ -259,6 +265,9 @@ def emr_override_cfg(
         override_cfg: Text from `pipeline_config.render.render_override_cfg`.
         spark_master: Overrides `spark.master` (e.g. `local[2]` to run the same steps on one
             machine).
+        pyspark_python: The Python of the executors and the driver (`spark.pyspark.python`,
+            added to `conf` unless `spark.conf` sets it): the nodes' virtualenv, which holds
+            the pipeline; None: Spark's default (on one machine, the running Python).
 
     Raises:
         InvalidInput: the text is not a config file.
@@ -279,7 +288,7 @@ def emr_override_cfg(
         "driver-memory": spark.driver_memory,
         "executor-memory": spark.executor_memory,
         "executor-cores": None if spark.executor_cores is None else str(spark.executor_cores),
-        "conf": "|".join(spark.conf) or None,
+        "conf": "|".join(_with_python(spark.conf, pyspark_python)) or None,
     }
     for key, value in values.items():
         if value is not None:
@@ -292,6 +301,16 @@ def emr_override_cfg(
     )
     parser.write(out)
     return out.getvalue().rstrip("\n") + "\n"
+
+
+def _with_python(conf: Sequence[str], python: str | None) -> list[str]:
+    keys = {item.partition("=")[0] for item in conf}
+    extra = [
+        f"{key}={python}"
+        for key in ("spark.pyspark.python", "spark.pyspark.driver.python")
+        if python and key not in keys
+    ]
+    return [*conf, *extra]
 
 
 def task_words(words: Sequence[str]) -> list[str]:

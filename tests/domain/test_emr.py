@@ -165,7 +165,9 @@ def test_emr_override_cfg_sets_the_spark_engine_on_yarn_and_keeps_the_site_setti
         "driver-memory": "3g",
         "executor-memory": "4g",
         "executor-cores": "2",
-        "conf": "spark.eventLog.enabled=true|spark.x.pct=50%",
+        "conf": "spark.eventLog.enabled=true|spark.x.pct=50%"
+        f"|spark.pyspark.python={EMR_HOME}/venv/bin/python"
+        f"|spark.pyspark.driver.python={EMR_HOME}/venv/bin/python",
     }
     for section in site.sections():
         if section != "map-reduce":
@@ -173,8 +175,17 @@ def test_emr_override_cfg_sets_the_spark_engine_on_yarn_and_keeps_the_site_setti
 
 
 def test_emr_override_cfg_master_can_be_overridden_and_unset_keys_stay_out():
-    cfg = read_cfg(emr_override_cfg(OVERRIDE, SparkSettings(), spark_master="local[2]"))
-    assert dict(cfg["spark"]) == {"master": "local[2]"}
+    one_machine = emr_override_cfg(
+        OVERRIDE, SparkSettings(), spark_master="local[2]", pyspark_python=None
+    )
+    assert dict(read_cfg(one_machine)["spark"]) == {"master": "local[2]"}
+    # a Python the site chose is kept
+    chosen = SparkSettings(conf=["spark.pyspark.python=/opt/py/bin/python"])
+    conf = read_cfg(emr_override_cfg(OVERRIDE, chosen))["spark"]["conf"]
+    assert conf == (
+        f"spark.pyspark.python=/opt/py/bin/python"
+        f"|spark.pyspark.driver.python={EMR_HOME}/venv/bin/python"
+    )
 
 
 def test_emr_override_cfg_refuses_text_that_is_no_config():

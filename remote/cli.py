@@ -5,6 +5,10 @@
         TotalEventsDailyTask --interval 2016 --output-root /edx/var/hadoop/output/ --local-scheduler
 
 Every argument that is not one of remote-task's options goes to ``launch-task`` on the node.
+On AWS, ``--job-flow-id J`` or ``--job-flow-name NAME`` replaces ``--host``: the node is the
+master of EMR cluster J, or of the newest cluster NAME that is not terminated (``--port``,
+``--region``; credentials from the standard AWS chain); a master not in known_hosts must
+present the key cloud-init printed on its console output.
 Unless ``--skip-setup``, the node's virtualenv ``<base>/<remote-name>/venv`` is made to hold the
 pipeline first (this project's source, or ``--repo``/``--branch``; a no-op when up to date).
 The host key is always verified against ``--known-hosts`` (default ``~/.ssh/known_hosts``):
@@ -28,6 +32,15 @@ from pathlib import Path
 import paramiko
 from pydantic import ValidationError
 
+from domain.names import known_hosts_label
+from remote.emr import (
+    EmrClusterNotFound,
+    EmrMasterUnavailable,
+    console_output,
+    find_master,
+    master_host_keys,
+)
+from remote.host_keys import HostKeyNotVerified
 from remote.run import (
     RemoteRun,
     detached_log_file,
@@ -44,6 +57,7 @@ from remote.ssh import (
     RemoteCommandTimeout,
     SshError,
     connect,
+    known_host_keys,
     load_private_key,
     parse_known_hosts,
 )
@@ -96,7 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,  # an abbreviation would swallow launch-task's own options
     )
     add = parser.add_argument
-    add("--host", required=True, help="The node: HOST or HOST:PORT (default port 22).")
+    add("--host", help="The node: HOST or HOST:PORT (default port 22).")
+    add("--job-flow-id", metavar="J", help="Instead of --host: the master of EMR cluster J.")
+    add(
+        "--job-flow-name",
+        metavar="NAME",
+        help="Instead of --host: the master of the newest EMR cluster NAME not terminated.",
+    )
+    add("--port", type=int, default=22, help="SSH port with --job-flow-* (default 22).")
+    add("--region", help="AWS region with --job-flow-* (default: the AWS configuration's).")
     add("--user", default=getpass.getuser(), help="Login user (default: yours).")
     add("--private-key", type=Path, help="Login key file (default: ssh-agent, ~/.ssh/id_*).")
     add(
@@ -149,8 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Extra installer option, e.g. --install-option=--offline (repeatable).",
     )
     add("--task-timeout", type=float, default=86400, help="Seconds the task may run (--wait).")
-    for unsupported in ("--job-flow-id", "--job-flow-name", "--package"):
-        add(unsupported, action="append", help=argparse.SUPPRESS)
+    add("--package", action="append", help=argparse.SUPPRESS)
     return parser
 
 
@@ -163,7 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"remote-task: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if not args.host:
+            host = _emr_master(args, login)
         return _remote_task(host, login, setup, run, words, args)
+    except (EmrClusterNotFound, EmrMasterUnavailable) as error:  # or AWS would not say
+        print(f"remote-task: {error}", file=sys.stderr)
+        return EXIT_SSH
+    except HostKeyNotVerified as error:
+        print(f"remote-task: {error} (remote-task: or check the fingerprint and add the master's "
+              f"line to {login.known_hosts})", file=sys.stderr)  # fmt: skip
+        return EXIT_SSH
     except (ConnectionLost, RemoteCommandTimeout) as error:
         print(f"remote-task: {error}", file=sys.stderr)
         return EXIT_SSH
@@ -184,16 +214,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _settings(args, task_args: list[str]):
     """Everything checked before the first connection; ValueError names the bad option."""
-    if args.job_flow_id or args.job_flow_name:
-        raise ValueError("--job-flow-id/--job-flow-name (EMR) are not supported yet: give --host")
+    targets = [flag for flag, value in (("--host", args.host), ("--job-flow-id", args.job_flow_id),
+               ("--job-flow-name", args.job_flow_name)) if value]  # fmt: skip
+    if len(targets) != 1:
+        raise ValueError("give one of --host, --job-flow-id, --job-flow-name"
+                         + (f" (not {' and '.join(targets)})" if targets else ""))  # fmt: skip
     if args.package:
         raise ValueError(
             f"--package {args.package[0]}: extra packages are not supported; "
             "install them with --install-option or from --repo's dependencies"
         )
-    host, _, port_text = args.host.rpartition(":") if ":" in args.host else (args.host, "", "22")
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"--host {args.host!r}: expected HOST or HOST:PORT")
+    if args.host:
+        given = args.host
+        host, _, port_text = given.rpartition(":") if ":" in given else (given, "", "22")
+        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"--host {args.host!r}: expected HOST or HOST:PORT")
+    elif not 0 < args.port < 65536:
+        raise ValueError(f"--port {args.port}: expected 1-65535")
+    else:  # the EMR master, looked up once the whole command line is checked
+        host, port_text = None, str(args.port)
     if not task_args:
         raise ValueError("no task given: e.g. remote-task --host H --wait TotalEventsDailyTask ...")
     words = task_words(task_args)
@@ -215,6 +254,29 @@ def _settings(args, task_args: list[str]):
     if override is not None and not override.is_file():
         raise ValueError(f"--override-config {override}: no such file")
     return host, login, setup, run, words
+
+
+def _emr_master(args, login: Login) -> str:
+    """The EMR master's address; its host key trusted (known_hosts, else the console's
+    cloud-init fingerprints) in `login.trusted` for this run."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        session = boto3.session.Session(region_name=args.region)
+        master = find_master(session.client("emr"), job_flow_id=args.job_flow_id,
+                             name=args.job_flow_name)  # fmt: skip
+        console = "" if known_host_keys(login.trusted, known_hosts_label(master.host, login.port)) \
+            else console_output(session.client("ec2"), master.instance_id)  # fmt: skip
+    except (BotoCoreError, ClientError) as error:
+        raise EmrMasterUnavailable(f"asking AWS for the EMR cluster: {error}") from None
+    print(f"remote-task: EMR cluster {master.cluster_id} ({master.cluster_name}, {master.state}): "
+          f"master {master.host}", file=sys.stderr, flush=True)  # fmt: skip
+    verdict = master_host_keys(master, login.port, login.trusted, console)
+    if verdict is not None:
+        print(f"remote-task: {verdict.label}: host key {verdict.key_type} {verdict.fingerprint} "
+              "matches the master's console output (cloud-init)", file=sys.stderr)  # fmt: skip
+    return master.host
 
 
 def _private_key(path: Path) -> paramiko.PKey:

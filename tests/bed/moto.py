@@ -89,3 +89,15 @@ class MotoServer:
         import boto3
 
         return boto3.resource(service, **{**self.client_kwargs(), **overrides})
+
+
+def emr_cluster(emr, name: str, tags: dict[str, str] | None = None) -> str:
+    """A one-node EMR cluster named `name` (moto: WAITING at once), kept alive; its id."""
+    master = {"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1,
+              "Market": "ON_DEMAND"}  # fmt: skip
+    return emr.run_job_flow(
+        Name=name, ReleaseLabel="emr-7.5.0", JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+        Tags=[{"Key": key, "Value": value} for key, value in (tags or {}).items()],
+        Instances={"InstanceGroups": [master], "KeepJobFlowAliveWhenNoSteps": True},
+    )["JobFlowId"]  # fmt: skip

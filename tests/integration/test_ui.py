@@ -42,6 +42,7 @@ DEPLOYMENTS = {
 DEPLOYMENTS |= {"aws-analytics", "aws-analytics-destroy", "aws-analytics-databases"}
 DEPLOYMENTS |= {"ha-health"}  # check-ha-health (flows/ha_health.py)
 DEPLOYMENTS |= {"aws-analytics-host"}  # setup-aws-analytics-host
+DEPLOYMENTS |= {"emr-pipeline", "emr-sweeper"}  # run-pipeline-on-emr, sweep-emr-clusters
 
 
 def page_text(page) -> str:

@@ -182,7 +182,10 @@ def test_command_line_errors_are_named_before_connecting(node, tmp_path):  # noq
         (["--wait", "--interval", "2016"], "expected a task name"),
         (["--override-config", str(tmp_path / "nope.cfg"), "T"], "nope.cfg: no such file"),
         (["--remote-name", "../x", "T"], "remote_name '../x'"),
-        (["--job-flow-name", "c", "T"], "--job-flow-id/--job-flow-name (EMR)"),
+        (
+            ["--job-flow-name", "c", "T"],
+            "give one of --host, --job-flow-id, --job-flow-name (not --host and --job-flow-name)",
+        ),
     ]:
         result = remote_task(*base, *args, cwd=tmp_path)
         assert result.returncode == 2, (args, result.stderr)

@@ -229,6 +229,12 @@ def startup_seconds() -> float | None:
     return _current.startup_seconds if _current is not None else None
 
 
+def stop() -> None:
+    """Stop the process's session, if one runs (also done when the process exits)."""
+    if _current is not None:
+        _stop(_current.spark)
+
+
 def _stop(spark) -> None:
     global _current
     try:

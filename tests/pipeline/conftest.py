@@ -166,7 +166,7 @@ def spark_session(moto_server, bed_startup_times):
     bed_startup_times.record("spark_session (session)", seconds)
     print(f"\nSpark session (local[2]) started in {seconds:.1f}s", file=sys.stderr)
     yield spark
-    spark_engine._stop(spark)
+    spark_engine.stop()
 
 
 @pytest.fixture(params=ENGINES)

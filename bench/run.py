@@ -7,7 +7,8 @@ then measures, in the same run:
 - a reference: a single-core loop of isal decompression + ``orjson.loads`` per line;
 - ``launch-task TotalEventsDailyTask`` and ``launch-task CourseEnrollmentEventsTask``: wall
   time from process start to exit and lines/s (a run nothing else watches), then peak RSS of the
-  whole process tree, workers included (a second run, sampled every 100 ms).
+  whole process tree, workers included (a second run, sampled every 100 ms);
+- with ``--spark``: the Spark engine in ``local[2]`` against the local engine (bench/spark.py).
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=8, help="number of log files")
     parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
     parser.add_argument("--processes", type=int, default=0, help="engine workers; 0 = every core")
+    parser.add_argument("--spark", action="store_true", help="also Spark local[2] vs local")
     args = parser.parse_args()
     args.data = args.data.resolve()  # the tasks run in a scratch directory
 
@@ -172,6 +174,10 @@ def main() -> int:
                 f"({seconds:.1f}s), peak RSS {peak / 2**20:,.0f} MB (process tree)",
                 flush=True,
             )
+    if args.spark:
+        from bench.spark import compare
+
+        failures += compare(paths, expected_lines)
     print(f"measured {dt.datetime.now():%Y-%m-%d %H:%M}")
     return 1 if failures else 0
 

@@ -1,0 +1,125 @@
+"""Benchmark of the Spark engine against the local engine, on the same generated logs.
+
+    uv run python bench/spark.py --size-mb 1100          # or: bench/run.py --spark
+
+Both engines run the pipeline's own mappers (``count_file`` of TotalEventsDailyTask,
+``extract_file`` of CourseEnrollmentEventsTask) over the same files, in this process, with
+the same number of cores (Spark ``local[N]``, the local engine's N workers). Measured in one run:
+
+- Spark's start-up: the session, plus a first one-file job that starts the executors' Python
+  workers (paid once per process, whatever the input);
+- lines/s of each engine after start-up, and lines/s per core;
+- from Spark's per-core rate, the projected throughput of more executor cores (scale-out by
+  file: each file is one task, so it holds while there are at least as many files as cores).
+
+The goal: Spark's per-core rate after start-up at least 70% of the local engine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.run import BYTES_PER_LINE, ensure_data  # noqa: E402
+from pipeline.core import engine, spark_engine  # noqa: E402
+from pipeline.core.extraction import count_file, extract_file  # noqa: E402
+from pipeline.core.reader import DEFAULT_MAX_LINE_BYTES  # noqa: E402
+from pipeline.core.selection import SelectedFile  # noqa: E402
+
+GOAL = 0.70
+PROJECTED_CORES = (8, 32, 128)
+
+
+def mappers() -> dict[str, functools.partial]:
+    march = frozenset(f"2016-03-{day:02d}" for day in range(1, 32))
+    limit = DEFAULT_MAX_LINE_BYTES
+    return {
+        "TotalEventsDailyTask": functools.partial(count_file, max_line_bytes=limit),
+        "CourseEnrollmentEventsTask": functools.partial(
+            extract_file, dates=march, max_line_bytes=limit
+        ),
+    }
+
+
+def timed(run) -> tuple[int, float]:
+    started = time.perf_counter()
+    lines = sum(result.lines for result in run())
+    return lines, time.perf_counter() - started
+
+
+def compare(paths: list[Path], expected_lines: int, cores: int = 2) -> int:
+    """Run both engines on ``paths`` with ``cores`` cores; print the figures; 1 if the goal
+    was missed or a run read the wrong number of lines."""
+    files = [SelectedFile(str(p), p.stat().st_size) for p in paths]
+    settings = spark_engine.SparkSettings.parse(
+        {"master": f"local[{cores}]", "conf": "spark.ui.enabled=false"}
+    )
+    started = time.perf_counter()
+    spark_engine.session(settings)
+    session_seconds = time.perf_counter() - started
+    warm = mappers()["TotalEventsDailyTask"]
+    first_job = timed(lambda: spark_engine.map_files(warm, files[-1:], settings))[1]
+    print(
+        f"spark      start-up: session {session_seconds:.1f}s + first job (executor Python "
+        f"workers) {first_job:.1f}s = {session_seconds + first_job:.1f}s (local[{cores}])",
+        flush=True,
+    )
+    failures = 0
+    for task, mapper in mappers().items():
+        local_lines, local_seconds = timed(lambda m=mapper: engine.map_files(m, files, cores))
+        spark_lines, spark_seconds = timed(
+            lambda m=mapper: spark_engine.map_files(m, files, settings)
+        )
+        if local_lines != expected_lines or spark_lines != expected_lines:
+            print(f"{task}: read {local_lines:,} (local), {spark_lines:,} (spark) lines, "
+                  f"expected {expected_lines:,}")  # fmt: skip
+            failures += 1
+            continue
+        local_core = local_lines / local_seconds / cores
+        spark_core = spark_lines / spark_seconds / cores
+        ratio = spark_core / local_core
+        print(
+            f"{task:<27} local: {local_lines / local_seconds:>10,.0f} lines/s "
+            f"({local_core:,.0f}/core, {local_seconds:.2f}s)   spark: "
+            f"{spark_lines / spark_seconds:>10,.0f} lines/s ({spark_core:,.0f}/core, "
+            f"{spark_seconds:.2f}s)   spark/local per core: {ratio:.0%} "
+            f"({'meets' if ratio >= GOAL else 'MISSES'} the {GOAL:.0%} goal)",
+            flush=True,
+        )
+        projected = ", ".join(f"{n} cores {spark_core * n:,.0f} lines/s" for n in PROJECTED_CORES)
+        print(f"{'':<27} projected on Spark executors: {projected}", flush=True)
+        failures += ratio < GOAL
+    spark_engine.stop()
+    return 1 if failures else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Spark engine against the local engine.")
+    parser.add_argument("--size-mb", type=int, default=1100, help="uncompressed size of the logs")
+    parser.add_argument("--files", type=int, default=8, help="number of log files")
+    parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
+    parser.add_argument("--cores", type=int, default=2, help="local[N] and the local workers")
+    args = parser.parse_args()
+    paths, expected_lines = ensure_data(args.data.resolve(), args.size_mb, args.files)
+    raw = sum(p.stat().st_size for p in paths)
+    print(
+        f"input: {len(paths)} files, {expected_lines:,} lines, {raw / 1e6:,.0f} MB gzip, about "
+        f"{expected_lines * BYTES_PER_LINE / 1e9:.2f} GB uncompressed; {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the start",
+        flush=True,
+    )
+    status = compare(paths, expected_lines, args.cores)
+    print(f"measured {dt.datetime.now():%Y-%m-%d %H:%M}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

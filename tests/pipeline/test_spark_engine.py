@@ -1,8 +1,9 @@
 """The Spark engine's own behaviour: settings, errors, progress, the fast-path warning.
 
 Everything a task computes is checked on both engines by the parametrized pipeline tests; this
-module covers what only Spark has. Mappers defined inside a test travel to the executors by
-value (cloudpickle), as a site's would by reference to the installed pipeline.
+module covers what only Spark has, on the test session's Spark (no JVM of its own). Mappers
+defined inside a test travel to the executors by value (cloudpickle), as a site's travel by
+reference to the installed pipeline.
 """
 
 from __future__ import annotations
@@ -165,7 +166,11 @@ def test_spark_map_names_the_file_when_its_error_does_not(spark_session, tmp_pat
     assert str(error.value).startswith(f"{files[2].url}: Unpicklable: a lock inside")
 
 
-def test_spark_session_is_reused_within_the_process(spark_session):
+def test_spark_session_has_the_settings_and_is_reused_within_the_process(spark_session):
+    conf = spark_session.sparkContext.getConf()
+    assert spark_session.sparkContext.master == "local[2]"
+    assert conf.get("spark.ui.enabled") == "false"  # from [spark] conf
+    assert conf.get("spark.app.name") == "edx-analytics-pipeline"
     assert spark_engine.session(TEST_SETTINGS) is spark_session
     assert spark_engine.startup_seconds() > 0
 
@@ -173,28 +178,30 @@ def test_spark_session_is_reused_within_the_process(spark_session):
 # -- the C fast path on executors --------------------------------------------------------------
 
 
-def test_spark_executors_without_the_fast_path_warn_in_the_run_summary(tmp_path):
-    """A launch-task process of its own (its own Spark), whose executors are told to leave
-    the C scanner aside: the counts are the same, and the summary says what was slower."""
-    workspace = Workspace(tmp_path)
+def test_spark_executors_without_the_fast_path_warn_in_the_run_summary(spark_session, tmp_path):
+    """Executors told to leave the C scanner aside (what ``[spark] conf =
+    spark.executorEnv.PIPELINE_PURE_PYTHON=1`` puts into the context's executor environment at
+    start-up): the counts are the same, and the summary says what was slower."""
+    workspace = Workspace(tmp_path, "spark")
     generate_logs(workspace.logs, SampleSpec(days=2, servers=1, lines_per_file=500))
     args = ["TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-03",
             *workspace.source_args(GZ_PATTERN)]  # fmt: skip
-    local = workspace.launch(*args, "--output-root", "local/")
-    assert local.returncode == 0, local.output
-    (tmp_path / "spark.cfg").write_text(
-        "[map-reduce]\nengine = spark\n[spark]\nmaster = local[2]\n"
-        "conf = spark.ui.enabled=false|spark.executorEnv.PIPELINE_PURE_PYTHON=1\n"
-    )
-    result = workspace.launch(*args, "--output-root", "spark/", "--additional-config", "spark.cfg")
+    fast = workspace.launch(*args, "--output-root", "fast/")
+    assert fast.returncode == 0, fast.output
+    environment = spark_session.sparkContext.environment
+    environment["PIPELINE_PURE_PYTHON"] = "1"
+    try:
+        result = workspace.launch(*args, "--output-root", "slow/")
+    finally:
+        del environment["PIPELINE_PURE_PYTHON"]
     assert result.returncode == 0, result.output
-    counts = (tmp_path / "spark/part-00000").read_bytes()
-    assert counts == (tmp_path / "local/part-00000").read_bytes()
+    assert (tmp_path / "slow/part-00000").read_bytes() == (
+        tmp_path / "fast/part-00000"
+    ).read_bytes()
     summary = result.stderr[result.stderr.index("Pipeline run summary:") :]
     assert "warning: the C fast path was not used on some Spark executors" in summary
     assert "PIPELINE_PURE_PYTHON is set" in summary
-    assert "Spark session started in" in result.stderr
-    assert "warning:" not in local.stderr
+    assert "warning:" not in fast.stderr
 
 
 def test_spark_executors_with_the_fast_path_say_nothing(spark_session, tmp_path):

@@ -166,6 +166,22 @@ def test_spark_map_names_the_file_when_its_error_does_not(spark_session, tmp_pat
     assert str(error.value).startswith(f"{files[2].url}: Unpicklable: a lock inside")
 
 
+def test_spark_map_names_the_file_whose_python_worker_died(spark_session, tmp_path):
+    files = sample_files(tmp_path)
+    doomed = files[3].url
+
+    def mapper(url, on_position):
+        if url == doomed:
+            os._exit(3)  # what the kernel's OOM killer or a crash in C leaves behind
+        return FileResult(url, 1, {})
+
+    with pytest.raises(spark_engine.SparkFileFailed) as error:
+        list(spark_engine.map_files(mapper, files, TEST_SETTINGS))
+    assert str(error.value).startswith(f"{doomed}: the Spark task reading it failed: ")
+    # the session survives its worker: the next map runs
+    assert len(list(spark_engine.map_files(mapper, files[:2], TEST_SETTINGS))) == 2
+
+
 def test_spark_session_has_the_settings_and_is_reused_within_the_process(spark_session):
     conf = spark_session.sparkContext.getConf()
     assert spark_session.sparkContext.master == "local[2]"

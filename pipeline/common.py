@@ -128,10 +128,9 @@ class EngineMixin:
         )  # fmt: skip
 
     def map_files(self, mapper, files):
-        if self.mapreduce_engine not in (*engine.ENGINES, SPARK):
+        if self.mapreduce_engine not in engine.ENGINES:
             raise ValueError(
-                f"[map-reduce] engine {self.mapreduce_engine!r}: expected one of "
-                f"{(*engine.ENGINES, SPARK)}"
+                f"[map-reduce] engine {self.mapreduce_engine!r}: expected one of {engine.ENGINES}"
             )
 
         run_listener = progress_listener()  # the flow's, when a PipelineRun is active

@@ -8,6 +8,7 @@ the same number of cores (Spark ``local[N]``, the local engine's N workers). Mea
 
 - Spark's start-up: the session, plus a first one-file job that starts the executors' Python
   workers (paid once per process, whatever the input);
+- the fixed cost of a Spark map (a job of one task per file, each doing nothing);
 - lines/s of each engine after start-up (best of ``--repeats``, interleaved), and per core;
 - from Spark's per-core rate, the projected throughput of more executor cores (scale-out by
   file: each file is one task, so it holds while there are at least as many files as cores).
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import data_arguments, prepared_input  # noqa: E402
 from pipeline.core import engine, spark_engine  # noqa: E402
+from pipeline.core.engine import FileResult  # noqa: E402
 from pipeline.core.extraction import count_file, extract_file  # noqa: E402
 from pipeline.core.reader import DEFAULT_MAX_LINE_BYTES  # noqa: E402
 from pipeline.core.selection import SelectedFile  # noqa: E402
@@ -80,6 +82,14 @@ def compare(paths: list[Path], expected_lines: int, cores: int = 2, repeats: int
     print(
         f"spark      start-up: session {session_seconds:.1f}s + first job (executor Python "
         f"workers) {first_job:.1f}s = {session_seconds + first_job:.1f}s (local[{cores}])",
+        flush=True,
+    )
+    # What a map costs Spark besides reading: the job, a task per file, the results' trip.
+    # A lambda travels by value, so the executors need not import this script.
+    nothing = lambda url, on_position: FileResult(url, 0, {})  # noqa: E731
+    [(_, overhead)] = best_of(repeats, lambda: spark_engine.map_files(nothing, files, settings))
+    print(
+        f"spark      overhead of a map of {len(files)} files doing nothing: {overhead:.2f}s",
         flush=True,
     )
     failures = 0

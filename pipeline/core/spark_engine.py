@@ -38,7 +38,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipeline.core import extraction
 from pipeline.core.engine import FileResult, ProgressCallback, _Tracker
@@ -320,14 +320,6 @@ def _read_partition(mapper, finished, check_fast_path: bool, items) -> Iterator[
 # -- the driver --------------------------------------------------------------------------------
 
 
-@dataclass
-class _Job:
-    """One map's Spark job, run in a thread of its own while the caller's thread polls."""
-
-    files: list[SelectedFile]
-    group: str = field(default_factory=lambda: f"pipeline-{uuid.uuid4().hex[:12]}")
-
-
 def _uses_fast_path(mapper) -> bool:
     function = mapper.func if isinstance(mapper, functools.partial) else mapper
     return function is extraction.count_file
@@ -355,7 +347,7 @@ def map_files(
     spark = session(settings)
     sc = spark.sparkContext
     order = sorted(range(len(files)), key=lambda i: files[i].size, reverse=True)
-    job = _Job(files)
+    group = f"pipeline-{uuid.uuid4().hex[:12]}"  # the job's, to cancel it alone
     finished = sc.accumulator([], _ListParam())
     check_fast_path = _uses_fast_path(mapper)
     rdd = sc.parallelize([(i, files[i].url) for i in order], len(order)).mapPartitions(
@@ -363,8 +355,8 @@ def map_files(
     )
     tracker = _Tracker(files, [progress] if progress is not None else [], [0] * len(files))
 
-    def run():
-        sc.setJobGroup(job.group, f"{len(files)} tracking-log files", interruptOnCancel=True)
+    def run():  # in a thread of its own, while the caller's thread polls the accumulator
+        sc.setJobGroup(group, f"{len(files)} tracking-log files", interruptOnCancel=True)
         return rdd.collect()
 
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spark-map")
@@ -373,13 +365,13 @@ def map_files(
     try:
         rows = _wait(future, finished, files, order, tracker, reported)
         if rows is None:  # a file failed: the others need not finish
-            sc.cancelJobGroup(job.group)
+            sc.cancelJobGroup(group)
             concurrent.futures.wait([future])
             failed = next(e for e in finished.value if e[0] == FAILED)
             raise _file_error(files, failed[1], failed[2])
     finally:
         if not future.done():
-            sc.cancelJobGroup(job.group)
+            sc.cancelJobGroup(group)
         pool.shutdown(wait=True)
     # The rows are the truth; the accumulator only told progress early (a process forked
     # from the one that started Spark never sees its updates).

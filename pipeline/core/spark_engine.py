@@ -213,7 +213,8 @@ def session(settings: SparkSettings):
         except Exception as exc:
             raise SparkStartFailed(
                 f"Spark (master {settings.master}) did not start: {describe(exc)}; "
-                "it needs Java 17 or later (java on PATH, or JAVA_HOME)"
+                "it needs Java 17 or later (java on PATH, or JAVA_HOME) and a master it can "
+                "reach ([spark] master)"
             ) from exc
         _current = _Session(spark, settings, time.monotonic() - started)
         atexit.register(_stop, spark)

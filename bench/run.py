@@ -7,7 +7,8 @@ then measures, in the same run:
 - a reference: a single-core loop of isal decompression + ``orjson.loads`` per line;
 - ``launch-task TotalEventsDailyTask`` and ``launch-task CourseEnrollmentEventsTask``: wall
   time from process start to exit and lines/s (a run nothing else watches), then peak RSS of the
-  whole process tree, workers included (a second run, sampled every 100 ms).
+  whole process tree, workers included (a second run, sampled every 100 ms);
+- with ``--spark``: the Spark engine in ``local[2]`` against the local engine (bench/spark.py).
 """
 
 from __future__ import annotations
@@ -115,22 +116,36 @@ def peak_tree_rss(args: list[str], cwd: Path) -> int:
     return peak
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="Benchmark the pipeline end to end.")
+def data_arguments(description: str) -> argparse.ArgumentParser:
+    """A parser with the options of the generated logs (shared with bench/spark.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--size-mb", type=int, default=1100, help="uncompressed size of the logs")
     parser.add_argument("--files", type=int, default=8, help="number of log files")
     parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
-    parser.add_argument("--processes", type=int, default=0, help="engine workers; 0 = every core")
-    args = parser.parse_args()
-    args.data = args.data.resolve()  # the tasks run in a scratch directory
+    return parser
 
+
+def prepared_input(args) -> tuple[list[Path], int]:
+    """The logs ``args`` ask for (generated once), described in one printed line."""
     paths, expected_lines = ensure_data(args.data, args.size_mb, args.files)
     raw = sum(p.stat().st_size for p in paths)
     print(
         f"input: {len(paths)} files, {expected_lines:,} lines, {raw / 1e6:,.0f} MB gzip, "
         f"about {expected_lines * BYTES_PER_LINE / 1e9:.2f} GB uncompressed; "
-        f"{os.cpu_count()} cores"
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
     )
+    return paths, expected_lines
+
+
+def main() -> int:
+    parser = data_arguments("Benchmark the pipeline end to end.")
+    parser.add_argument("--processes", type=int, default=0, help="engine workers; 0 = every core")
+    parser.add_argument("--spark", action="store_true", help="also Spark local[2] vs local")
+    args = parser.parse_args()
+    args.data = args.data.resolve()  # the tasks run in a scratch directory
+
+    paths, expected_lines = prepared_input(args)
 
     lines, seconds = reference_loop(paths)
     print(
@@ -172,6 +187,10 @@ def main() -> int:
                 f"({seconds:.1f}s), peak RSS {peak / 2**20:,.0f} MB (process tree)",
                 flush=True,
             )
+    if args.spark:
+        from bench.spark import compare
+
+        failures += compare(paths, expected_lines)
     print(f"measured {dt.datetime.now():%Y-%m-%d %H:%M}")
     return 1 if failures else 0
 

@@ -13,7 +13,7 @@ import warnings
 
 import luigi
 
-from pipeline import errors, report
+from pipeline import config, errors, report
 from pipeline.core import engine, selection
 from pipeline.core.reader import DEFAULT_MAX_LINE_BYTES
 from pipeline.run import progress_listener
@@ -94,11 +94,13 @@ class EventLogSelectionMixin:
 
 
 class EngineMixin:
-    """How the work runs: upstream's ``[map-reduce]`` settings, on the local multi-core engine."""
+    """How the work runs: upstream's ``[map-reduce]`` settings: the local multi-core engine, or
+    Spark (``engine = spark``, with the ``[spark]`` section)."""
 
     mapreduce_engine = configured(
         luigi.Parameter, "map-reduce", "engine", default="local", significant=False,
-        description="local (also accepted: hadoop, emu; all run on this machine's cores).",
+        description="local (also accepted: hadoop, emu; all run on this machine's cores), "
+        "or spark (the [spark] section: master, driver-memory, executor-memory, ...).",
     )  # fmt: skip
     n_reduce_tasks = luigi.IntParameter(
         default=25, significant=False, description="Accepted for upstream compatibility; unused."
@@ -119,9 +121,10 @@ class EngineMixin:
         then inflate gzip while the workers parse.
         """
         cores = self.processes or engine.available_cores()
+        # A Spark task has one core: a decompression thread would compete with the others.
+        spread = len(files) < cores and self.mapreduce_engine != SPARK
         return functools.partial(
-            function, max_line_bytes=self.max_line_bytes,
-            decompress_thread=len(files) < cores, **arguments,
+            function, max_line_bytes=self.max_line_bytes, decompress_thread=spread, **arguments,
         )  # fmt: skip
 
     def map_files(self, mapper, files):
@@ -138,7 +141,21 @@ class EngineMixin:
             if run_listener is not None:
                 run_listener(state)
 
+        if self.mapreduce_engine == SPARK:
+            from pipeline.core import spark_engine
+
+            settings = spark_engine.SparkSettings.parse(
+                {key: config.get("spark", key) for key in spark_engine.SETTING_KEYS}
+            )
+            return spark_engine.map_files(mapper, files, settings, progress, self.engine_warning)
         return engine.map_files(mapper, files, self.processes or None, progress)
+
+    def engine_warning(self, message: str) -> None:
+        """Something the engine wants the run's summary to say (see ReportingMixin)."""
+        self.__dict__.setdefault("engine_warnings", []).append(message)
+
+
+SPARK = "spark"
 
 
 class WarehouseMixin:
@@ -154,6 +171,10 @@ class ReportingMixin:
     def _skipped_entries(self) -> dict:
         chosen = getattr(self, "input_selection", None)
         return {"skipped_entries": dict(sorted(chosen.skipped.items()))} if chosen else {}
+
+    def _engine_warnings(self) -> dict:
+        said = getattr(self, "engine_warnings", None)
+        return {"warnings": list(said)} if said else {}
 
     def record_run(self, started: float, files: int, lines: int, discards: dict[str, int], **extra):
         seconds = time.monotonic() - started
@@ -176,6 +197,7 @@ class ReportingMixin:
                 "seconds": round(seconds, 3),
                 "discards": kept,
                 **self._skipped_entries(),
+                **self._engine_warnings(),
                 **extra,
             },
         )

@@ -81,6 +81,8 @@ def format_summary(records: list[dict]) -> str:
             lines.append(f"      discarded {count:,} ({reason})")
         for kind, count in rec.get("skipped_entries", {}).items():
             lines.append(f"      skipped {count:,} entries under the sources: {kind} (not read)")
+        for warning in rec.get("warnings", []):
+            lines.append(f"      warning: {warning}")
     for rec in failures:
         lines.append(f"FAILED {rec['task']}: {rec['failed']}")
     return "\n".join(lines)

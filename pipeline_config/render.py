@@ -162,8 +162,10 @@ class OverrideSettings(_Strict):
     warehouse_path: NonEmptyStr = Field(
         description="``[hive] warehouse_path``: intermediate tables (local path or s3://)."
     )
-    engine: Literal["local", "hadoop", "emu"] = Field(
-        default="local", description="``[map-reduce] engine`` (all run on the local engine)."
+    engine: Literal["local", "hadoop", "emu", "spark"] = Field(
+        default="local",
+        description="``[map-reduce] engine``: local, hadoop and emu run on the local engine; "
+        "spark on Spark (the pipeline's spark extra and a ``[spark]`` section).",
     )
     database_export: DatabaseSettings = Field(
         default=DatabaseSettings(database="reports"),

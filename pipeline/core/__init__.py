@@ -13,5 +13,7 @@ here imports ``luigi`` or ``prefect`` (nor the flow packages), as
   path ``pipeline._fastscan`` (built from ``pipeline/_fastscan.c``);
 - :mod:`~pipeline.core.extraction`: the per-file mappers the workers run;
 - :mod:`~pipeline.core.engine`: the worker pool (fork server), progress;
+- :mod:`~pipeline.core.spark_engine`: the same mappers on Spark executors (pyspark, an optional
+  extra, imported only when a map runs);
 - :mod:`~pipeline.core.sorting`: external merge sort.
 """

@@ -24,7 +24,8 @@ from pipeline.core.selection import SelectedFile
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("local", "hadoop", "emu")
+# [map-reduce] engine values: the first three run here, spark in pipeline.core.spark_engine.
+ENGINES = ("local", "hadoop", "emu", "spark")
 LOG_EVERY_SECONDS = 5.0
 PROGRESS_EVERY_SECONDS = 2.0
 

@@ -20,6 +20,8 @@ import pytest
 from tests.lms import DATA, load_lms_mariadb, load_lms_sqlite
 from tests.pipeline.conftest import Workspace
 
+pytestmark = pytest.mark.usefixtures("engine")  # each test on both engines
+
 CATALOG_DATE = "2016-09-08"
 SECRET = "s3cret-client-value"
 TABLES = {

@@ -1,6 +1,10 @@
 """Incremental runs: only the last overwrite_n_days days are extracted again from raw logs."""
 
+import pytest
+
 from tests.pipeline.conftest import Workspace
+
+pytestmark = pytest.mark.usefixtures("engine")  # each test on both engines
 
 A = "edx.course.enrollment.activated"
 

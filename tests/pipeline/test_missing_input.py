@@ -13,6 +13,8 @@ import pytest
 
 from tests.pipeline.conftest import GZ_PATTERN, Workspace
 
+pytestmark = pytest.mark.usefixtures("engine")  # each test on both engines
+
 EVENT = {"time": "2016-03-01T01:00:00+00:00", "event_type": "page_view"}
 
 

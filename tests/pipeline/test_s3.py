@@ -7,7 +7,7 @@ import pytest
 
 from tests.pipeline.conftest import GZ_PATTERN, Workspace
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("engine")]
 
 
 def put_log(s3, key, events):

@@ -2,7 +2,11 @@
 
 import csv
 
+import pytest
+
 from tests.pipeline.conftest import Workspace
+
+pytestmark = pytest.mark.usefixtures("engine")  # each test on both engines
 
 
 def event(time, **extra):

@@ -129,7 +129,7 @@ def test_no_password_can_reach_the_file():
         ({"event_logs": {"source": []}}, r"event_logs\.source"),
         ({"event_logs": {"source": ["/logs/"], "pattern": ["(unclosed"]}}, "event_logs.pattern"),
         ({"event_logs": {"source": ["/logs/"], "expand_interval": "2 fortnights"}}, "2 fortnights"),
-        ({"engine": "spark"}, "engine"),
+        ({"engine": "yarn"}, "engine"),
         ({"warehouse_path": "/data\n[hive]\nwarehouse_path = /elsewhere"}, "line breaks"),
         ({"warehouse_path": "${HOME}/warehouse"}, "expanded from the environment"),
         ({"warehouse_path": " /data"}, "leading or trailing blanks"),

@@ -119,6 +119,10 @@ def group_vips(values: Mapping[str, Any], where: str) -> dict[str, str]:
         listed["galera"] = values[GALERA_VIP_VAR]
     declared = values.get(VIPS_VAR) or {}
     if isinstance(declared, list):
+        # A list names each address by itself: a repeat would vanish as a dict key unseen.
+        repeated = next((a for i, a in enumerate(declared) if a in declared[:i]), None)
+        if repeated is not None:
+            raise InventoryError(f"{where}: VIP {repeated} is listed twice in {VIPS_VAR}")
         declared = {str(address): address for address in declared}
     if not isinstance(declared, Mapping):
         raise InventoryError(

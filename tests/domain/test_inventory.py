@@ -335,6 +335,7 @@ def test_a_group_lists_several_vips_and_galera_vip_still_counts():
          "VIP galera is 192.168.122.9 in galera_vip but 192.168.122.8 in vips"),
         ({"vips": {"a": "192.168.122.9", "b": "192.168.122.9"}},
          "VIP 192.168.122.9 is listed twice in vips"),
+        ({"vips": ["192.168.122.9", "192.168.122.9"]}, "VIP 192.168.122.9 is listed twice in vips"),
     ],
 )  # fmt: skip
 def test_bad_vips_are_refused_naming_the_group_and_the_vip(variables, message):

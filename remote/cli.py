@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="Instead of --host: the master of the newest EMR cluster NAME not terminated.",
     )
-    add("--port", type=int, default=22, help="SSH port with --job-flow-* (default 22).")
+    # No default: a --port beside --host would be ignored unseen, so it is refused instead.
+    add("--port", type=int, help="SSH port with --job-flow-* (default 22; --host takes HOST:PORT).")
     add("--region", help="AWS region with --job-flow-* (default: the AWS configuration's).")
     add("--user", default=getpass.getuser(), help="Login user (default: yours).")
     add("--private-key", type=Path, help="Login key file (default: ssh-agent, ~/.ssh/id_*).")
@@ -225,14 +226,16 @@ def _settings(args, task_args: list[str]):
             "install them with --install-option or from --repo's dependencies"
         )
     if args.host:
+        if args.port is not None:
+            raise ValueError(f"--port {args.port} goes with --job-flow-*: give --host HOST:PORT")
         given = args.host
         host, _, port_text = given.rpartition(":") if ":" in given else (given, "", "22")
         if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError(f"--host {args.host!r}: expected HOST or HOST:PORT")
-    elif not 0 < args.port < 65536:
+    elif args.port is not None and not 0 < args.port < 65536:
         raise ValueError(f"--port {args.port}: expected 1-65535")
     else:  # the EMR master, looked up once the whole command line is checked
-        host, port_text = None, str(args.port)
+        host, port_text = None, str(args.port or 22)
     if not task_args:
         raise ValueError("no task given: e.g. remote-task --host H --wait TotalEventsDailyTask ...")
     words = task_words(task_args)

@@ -25,6 +25,7 @@ Create or update them (from the repository root, against the Prefect API of the 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from prefect.automations import Automation, EventTrigger, Posture, SendNotification
@@ -54,6 +55,10 @@ FAILED_BODY = (
 
 class NotifyBlockNotFound(NotFound):
     """The notification block the alarms should send to is not saved."""
+
+
+class AlarmDeploymentNotFound(NotFound):
+    """A deployment the alarms watch does not exist on the API (not deployed yet)."""
 
 
 def failed_run_alarm(deployment_ids: Sequence[str], block_document_id: str) -> Automation:
@@ -173,9 +178,15 @@ def apply_alarms(
                 f"notify block {notify_block!r} not found: save a notification block of type "
                 f"{slug} named {name} first"
             ) from None
-        ids = {
-            name: str(client.read_deployment_by_name(name).id) for name in {*deployments, *daily}
-        }
+        ids = {}
+        for full in sorted({*deployments, *daily}):
+            try:
+                ids[full] = str(client.read_deployment_by_name(full).id)
+            except ObjectNotFound:
+                raise AlarmDeploymentNotFound(
+                    f"deployment {full!r} not found on the Prefect API: the alarms watch it, "
+                    "so deploy it first (prefect deploy --all)"
+                ) from None
         wanted = [failed_run_alarm([ids[n] for n in deployments], block_id)]
         for full in daily:
             label = full.split("/")[-1]
@@ -194,7 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tasks.alarms [--notify-block TYPE/NAME]``: create or update the alarms."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.alarms",
+        description="Create or update (replace by name) the edx-ops alarms on the Prefect API "
+        "of the profile (PREFECT_API_URL): failed-or-crashed-run, missed-<deployment> and "
+        "silent-<deployment> for the daily deployments. The deployments must exist and the "
+        "notification block be saved.",
+    )
     parser.add_argument(
         "--notify-block",
         default=NOTIFY_BLOCK,
@@ -202,7 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "slack-webhook/ops (any notification block, saved beforehand)",
     )
     args = parser.parse_args(argv)
-    for automation in apply_alarms(args.notify_block):
+    try:
+        created = apply_alarms(args.notify_block)
+    except (InvalidInput, NotFound) as error:  # the operator's to fix: no traceback
+        print(f"{parser.prog}: {error}", file=sys.stderr)
+        return 2
+    for automation in created:
         print(f"{automation.name}: {automation.description}")
     return 0
 

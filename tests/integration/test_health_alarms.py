@@ -21,7 +21,13 @@ from prefect.states import Completed, Failed, Pending, Running, Scheduled
 from prefect.types._datetime import now
 
 from domain.polling import wait_until
-from tasks.alarms import DAILY_DEPLOYMENTS, SCHEDULED_DEPLOYMENTS, NotifyBlockNotFound, apply_alarms
+from tasks.alarms import (
+    DAILY_DEPLOYMENTS,
+    SCHEDULED_DEPLOYMENTS,
+    AlarmDeploymentNotFound,
+    NotifyBlockNotFound,
+    apply_alarms,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -169,3 +175,11 @@ def test_a_missing_notify_block_is_named(prefect_server, alarms):
         pytest.raises(NotifyBlockNotFound, match="'slack-webhook/nobody' not found"),
     ):
         apply_alarms("slack-webhook/nobody")
+
+
+def test_a_deployment_not_deployed_yet_is_named(prefect_server, alarms):
+    with (
+        temporary_settings({PREFECT_API_URL: prefect_server.api_url}),
+        pytest.raises(AlarmDeploymentNotFound, match="deployment 'analytics-import/weekly' not"),
+    ):
+        apply_alarms("custom-webhook/ops-alarms", daily=["analytics-import/weekly"])

@@ -121,7 +121,13 @@ def data_arguments(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--size-mb", type=int, default=1100, help="uncompressed size of the logs")
     parser.add_argument("--files", type=int, default=8, help="number of log files")
-    parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT / "bench" / "data",
+        help="directory of the generated logs, reused while size and files are unchanged "
+        "(default: bench/data)",
+    )
     return parser
 
 

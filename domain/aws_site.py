@@ -120,9 +120,10 @@ class RdsSettings(_Settings):
     @field_validator("subnet_ids")
     @classmethod
     def _two_zones(cls, value: list[str]) -> list[str]:
-        if len(value) == 1:
+        subnets = sorted(set(value))  # a subnet listed twice still counts once
+        if len(subnets) == 1:
             raise ValueError("a DB subnet group needs subnets in two availability zones at least")
-        return sorted(set(value))
+        return subnets
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,5 @@ def test_the_db_subnet_group_is_the_sites_when_it_lists_subnets():
     assert named.rds_subnet_group == "analytics-db"
     with pytest.raises(ValidationError, match="two availability zones"):
         site(rds={**rds, "subnet_ids": ["subnet-1"]})
+    with pytest.raises(ValidationError, match="two availability zones"):
+        site(rds={**rds, "subnet_ids": ["subnet-1", "subnet-1"]})

@@ -40,6 +40,7 @@ from tasks.ha_gathering import (
     rows_for,
 )
 from tasks.node_record import DEFAULT_RECORD_PATH
+from tasks.parameters import fill_from_deployment
 
 FLOW_NAME = "check-ha-health"
 
@@ -162,6 +163,8 @@ def check_ha_health(
     Raises:
         UnhealthyControlPlane: at least one critical finding (after the artifact is published).
     """
+    # a run given `checks` in part keeps the deployment's other switches (corosync: true)
+    (checks,) = fill_from_deployment(checks=checks)
     logger = get_run_logger()
     inventory = load_inventory(inventory_file)
     hosts = inventory.addresses(checks.group)

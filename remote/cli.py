@@ -192,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"remote-task: {error}", file=sys.stderr)
         return EXIT_SSH
     except HostKeyNotVerified as error:
-        print(f"remote-task: {error} (remote-task: or check the fingerprint and add the master's "
-              f"line to {login.known_hosts})", file=sys.stderr)  # fmt: skip
+        print(f"remote-task: {error}", file=sys.stderr)
         return EXIT_SSH
     except (ConnectionLost, RemoteCommandTimeout) as error:
         print(f"remote-task: {error}", file=sys.stderr)
@@ -275,7 +274,8 @@ def _emr_master(args, login: Login) -> str:
         raise EmrMasterUnavailable(f"asking AWS for the EMR cluster: {error}") from None
     print(f"remote-task: EMR cluster {master.cluster_id} ({master.cluster_name}, {master.state}): "
           f"master {master.host}", file=sys.stderr, flush=True)  # fmt: skip
-    verdict = master_host_keys(master, login.port, login.trusted, console)
+    remedy = f"and, when it is the same, add the master's line to {login.known_hosts}"
+    verdict = master_host_keys(master, login.port, login.trusted, console, remedy=remedy)
     if verdict is not None:
         print(f"remote-task: {verdict.label}: host key {verdict.key_type} {verdict.fingerprint} "
               "matches the master's console output (cloud-init)", file=sys.stderr)  # fmt: skip

@@ -19,7 +19,7 @@ import paramiko
 from domain.emr import ACTIVE_STATES
 from domain.names import known_hosts_label
 from pipeline.errors import NotFound, OperationFailed
-from remote.host_keys import HostKeyCheck, parse_console_keys, verify_host_key
+from remote.host_keys import FLOW_REMEDY, HostKeyCheck, parse_console_keys, verify_host_key
 from remote.ssh import fetch_host_key, known_host_keys
 
 
@@ -98,6 +98,7 @@ def master_host_keys(
     console_text: str,
     *,
     timeout: float = 15,
+    remedy: str = FLOW_REMEDY,
 ) -> HostKeyCheck | None:
     """Trust the master's key: listed in `trusted` already (None: the login checks it), or
     matching the console's cloud-init fingerprints, then added to `trusted` for this run.
@@ -111,7 +112,7 @@ def master_host_keys(
         return None
     presented = fetch_host_key(master.host, port, timeout)
     verdict = verify_host_key(
-        master.host, port, presented, trusted, parse_console_keys(console_text)
+        master.host, port, presented, trusted, parse_console_keys(console_text), remedy=remedy
     )
     trusted.add(label, presented.get_name(), presented)
     return verdict

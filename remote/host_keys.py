@@ -47,6 +47,12 @@ class HostKeyNotVerified(SshError, Refused):
     """The host's key could not be verified against a trusted source: it was not recorded."""
 
 
+#: How a flow's operator accepts a key the console cannot confirm (`verify_host_key`'s remedy).
+FLOW_REMEDY = (
+    "and rerun with trust_on_first_use=True, or add its line to the SSH block's known_hosts"
+)
+
+
 @dataclass(frozen=True)
 class ConsoleKeys:
     """What a console log says about a server's host keys."""
@@ -133,8 +139,12 @@ def verify_host_key(
     console: ConsoleKeys,
     *,
     trust_on_first_use: bool = False,
+    remedy: str = FLOW_REMEDY,
 ) -> HostKeyCheck:
     """Decide whether `presented` may be trusted for `address` (see the module docstring).
+
+    `remedy` ends the refusal of a key the console cannot confirm: what the caller's user can
+    do (the flows' parameters by default; remote-task names its own options).
 
     Raises:
         HostKeyMismatch: known_hosts lists keys of that host and the presented key is none of
@@ -164,8 +174,7 @@ def verify_host_key(
         label,
         f"cannot verify the host key of {label} ({key_type} {fingerprint}): the server's console "
         f"log {why} (rotated away, or the image does not print them). Compare the fingerprint "
-        "with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` on the server's console and rerun "
-        "with trust_on_first_use=True, or add its line to the SSH block's known_hosts.",
+        f"with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` on the server's console {remedy}.",
     )
 
 

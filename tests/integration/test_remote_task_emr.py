@@ -132,7 +132,8 @@ def test_an_unknown_master_key_is_refused_before_anything_runs(node, aws, capsys
     err = capsys.readouterr().err
     assert f"cannot verify the host key of [{node.host.address}]:{node.host.port}" in err
     assert "has no SSH host key fingerprints" in err
-    assert str(node.known_hosts) in err
+    assert f"add the master's line to {node.known_hosts}" in err
+    assert "trust_on_first_use" not in err  # a flow's parameter, not remote-task's
     assert node.counted is None
     assert node.known_hosts.read_text() == ""  # nothing recorded
 

@@ -129,7 +129,7 @@ class EngineMixin:
 
     def map_files(self, mapper, files):
         if self.mapreduce_engine not in engine.ENGINES:
-            raise ValueError(
+            raise errors.InvalidInput(
                 f"[map-reduce] engine {self.mapreduce_engine!r}: expected one of {engine.ENGINES}"
             )
 

@@ -84,6 +84,22 @@ def test_spark_conf_error_fails_the_task_naming_the_pair(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unknown_engine_fails_the_task_naming_it(tmp_path):
+    workspace = Workspace(tmp_path)
+    workspace.write_log("tracking.log-20160301.gz", [{"time": "2016-03-01T01:00:00"}])
+    (tmp_path / "override.cfg").write_text("[map-reduce]\nengine = sparkk\n")
+    result = workspace.launch(
+        "TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-03-01",
+        *workspace.source_args(), "--output-root", "out/",
+    )  # fmt: skip
+    assert result.returncode == 30, result.output
+    assert (
+        "FAILED TotalEventsDailyTask: InvalidInput: [map-reduce] engine 'sparkk': expected one of "
+        "('local', 'hadoop', 'emu', 'spark')"
+    ) in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_spark_engine_without_pyspark_says_how_to_install_it(tmp_path):
     workspace = Workspace(tmp_path)
     workspace.write_log("tracking.log-20160301.gz", [{"time": "2016-03-01T01:00:00"}])

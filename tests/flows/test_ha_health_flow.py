@@ -258,7 +258,7 @@ def run_with_corosync(site, cibs):
     )  # fmt: skip
 
 
-def test_corosync_quorum_is_read_on_every_host(site, cibs, corosync_bed):
+def test_corosync_quorum_is_read_over_ssh_through_the_flow(site, cibs, corosync_bed):
     corosync_bed.with_nodes(1)
     state = run_with_corosync(site, cibs)
     assert state.is_completed(), state.message
@@ -321,7 +321,7 @@ def test_a_haproxy_server_down_fails_the_run_naming_backend_and_server(site, cib
     assert row["finding"].startswith(f"galera/db2: server galera/db2 is DOWN on {host}")
 
 
-def test_the_galera_http_check_is_asked_on_every_host(site, cibs, galera, clustercheck):
+def test_the_galera_http_check_is_asked_over_ssh_through_the_flow(site, cibs, galera, clustercheck):
     clustercheck.point_at(galera.port)
     with_http = checks(site, cibs["healthy"]).model_copy(update={
         "galera_http": True, "galera_http_command": galera_http_command(clustercheck.url),

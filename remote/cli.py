@@ -227,6 +227,8 @@ def _settings(args, task_args: list[str]):
     if args.host:
         if args.port is not None:
             raise ValueError(f"--port {args.port} goes with --job-flow-*: give --host HOST:PORT")
+        if args.region:
+            raise ValueError(f"--region {args.region} goes with --job-flow-* (EMR), not --host")
         given = args.host
         host, _, port_text = given.rpartition(":") if ":" in given else (given, "", "22")
         if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:

@@ -187,6 +187,7 @@ def test_command_line_errors_are_named_before_connecting(node, tmp_path):  # noq
             "give one of --host, --job-flow-id, --job-flow-name (not --host and --job-flow-name)",
         ),
         (["--port", "2222", "T"], "--port 2222 goes with --job-flow-*: give --host HOST:PORT"),
+        (["--region", "eu-west-1", "T"], "--region eu-west-1 goes with --job-flow-* (EMR)"),
     ]:
         result = remote_task(*base, *args, cwd=tmp_path)
         assert result.returncode == 2, (args, result.stderr)

@@ -59,17 +59,21 @@ class InstanceAccess(BaseModel):
         description="Accept a new host key the console output cannot confirm (no fingerprints "
         "there). A key contradicting the console or known_hosts is refused regardless.",
     )
+    # Bounded so that the wait, the key's read and a last poll fit in the verify-aws-host-key
+    # task's own 900 s timeout.
     console_wait_seconds: float = Field(
-        default=600, ge=0,
+        default=600, ge=0, le=720,
         description="How long to wait for cloud-init's fingerprints to appear in the console "
-        "output (EC2 publishes it some minutes after boot).",
+        "output (EC2 publishes it some minutes after boot); at most 720.",
     )  # fmt: skip
     host_key_timeout_seconds: float = Field(
-        default=15, gt=0, description="Seconds to reach the instance and read its host key."
-    )
+        default=15, gt=0, le=60,
+        description="Seconds to reach the instance and read its host key (at most 60).",
+    )  # fmt: skip
     poll_interval_seconds: float = Field(
-        default=15, gt=0, description="Pause between two reads of the console output."
-    )
+        default=15, gt=0, le=60,
+        description="Pause between two reads of the console output (at most 60).",
+    )  # fmt: skip
 
 
 @flow(name=FLOW_NAME)

@@ -91,11 +91,13 @@ class EmrTimeouts(BaseModel):
     poll_interval_seconds: float = Field(
         default=30, gt=0, description="Pause between two reads of the steps' states."
     )
+    # At most 18 minutes: the fetch-emr-step-stderr task's own timeout is 20.
     step_log_seconds: float = Field(
         default=600,
         ge=0,
+        le=1080,
         description="How long to wait for a failed step's stderr.gz to appear under the log "
-        "URI (EMR pushes step logs every few minutes).",
+        "URI (EMR pushes step logs every few minutes); at most 1080.",
     )
 
 

@@ -71,32 +71,27 @@ def test_spark_settings_that_cannot_be_used_are_named(options, named):
     assert named in str(error.value)
 
 
-def test_spark_conf_error_fails_the_task_naming_the_pair(tmp_path):
-    workspace = Workspace(tmp_path, "spark")
+@pytest.mark.parametrize(
+    ("engine", "override", "named"),
+    [
+        ("spark", "[spark]\nconf = spark.ui.enabled=false|spark.oops\n",
+         "InvalidInput: [spark] conf: 'spark.oops'"),
+        ("local", "[map-reduce]\nengine = sparkk\n",
+         "InvalidInput: [map-reduce] engine 'sparkk': expected one of "
+         "('local', 'hadoop', 'emu', 'spark')"),
+    ],
+    ids=["spark-conf", "engine"],
+)  # fmt: skip
+def test_a_bad_engine_setting_fails_the_task_naming_it(tmp_path, engine, override, named):
+    workspace = Workspace(tmp_path, engine)
     workspace.write_log("tracking.log-20160301.gz", [{"time": "2016-03-01T01:00:00"}])
-    (tmp_path / "override.cfg").write_text("[spark]\nconf = spark.ui.enabled=false|spark.oops\n")
+    (tmp_path / "override.cfg").write_text(override)
     result = workspace.launch(
         "TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-03-01",
         *workspace.source_args(), "--output-root", "out/",
     )  # fmt: skip
     assert result.returncode == 30, result.output
-    assert "FAILED TotalEventsDailyTask: InvalidInput: [spark] conf: 'spark.oops'" in result.stderr
-    assert not (tmp_path / "out").exists()
-
-
-def test_an_unknown_engine_fails_the_task_naming_it(tmp_path):
-    workspace = Workspace(tmp_path)
-    workspace.write_log("tracking.log-20160301.gz", [{"time": "2016-03-01T01:00:00"}])
-    (tmp_path / "override.cfg").write_text("[map-reduce]\nengine = sparkk\n")
-    result = workspace.launch(
-        "TotalEventsDailyTask", "--local-scheduler", "--interval", "2016-03-01",
-        *workspace.source_args(), "--output-root", "out/",
-    )  # fmt: skip
-    assert result.returncode == 30, result.output
-    assert (
-        "FAILED TotalEventsDailyTask: InvalidInput: [map-reduce] engine 'sparkk': expected one of "
-        "('local', 'hadoop', 'emu', 'spark')"
-    ) in result.stderr
+    assert f"FAILED TotalEventsDailyTask: {named}" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

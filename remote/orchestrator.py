@@ -502,8 +502,18 @@ class Installer:
     def work_pool(self, pool: str) -> StepResult:
         if self.prefect("work-pool", "inspect", pool, expect_success=False).ok:
             return self.result(f"work pool {pool}", False, "exists")
-        self.prefect("work-pool", "create", pool, "--type", "process")
-        return self.result(f"work pool {pool}", True, "created (process)")
+        created = self.prefect("work-pool", "create", pool, "--type", "process",
+                               expect_success=False)  # fmt: skip
+        if created.ok:
+            return self.result(f"work pool {pool}", True, "created (process)")
+        # under systemd the pool's worker started a moment ago and creates a missing pool
+        # itself (a process pool, as it is a process worker)
+        if self.prefect("work-pool", "inspect", pool, expect_success=False).ok:
+            return self.result(f"work pool {pool}", True, "created by its worker (process)")
+        raise OperationFailed(
+            f"creating the work pool {pool} on {self.target.host} failed: "
+            f"{(created.stderr or created.stdout).strip()[-500:]}"
+        )
 
     def concurrency_limit(self, name: str, limit: int) -> StepResult:
         step = f"concurrency limit {name}"

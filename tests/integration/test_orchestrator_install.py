@@ -195,6 +195,8 @@ def ui_login(ui_url: str, auth: str) -> None:
             page.get_by_placeholder("admin:pass").fill(auth)
             page.get_by_role("button", name="Login").click()
             page.wait_for_url(lambda url: "/login" not in url)
+            # searched for: with a dozen deployments, the first page may not show it
+            page.get_by_placeholder("Search deployments").first.fill("nightly-backup")
             page.get_by_text("nightly-backup").first.wait_for()
         finally:
             browser.close()

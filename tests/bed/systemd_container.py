@@ -90,9 +90,12 @@ class SystemdContainer:
         command = [NSPAWN, f"--directory={self.root}", f"--machine={self.name}",
                    "--register=no", "--keep-unit", "--boot", "--console=passive",
                    *(f"--bind={path}" for path in self.binds)]  # fmt: skip
+        # nspawn mounts an empty tmpfs on /tmp unless told not to: a checkout (or a HOME, as
+        # CI's) under /tmp would vanish inside; the overlay's /tmp shows the host's instead
+        environment = {**os.environ, "SYSTEMD_NSPAWN_TMPFS_TMP": "0"}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT)  # fmt: skip
+                                            stderr=subprocess.STDOUT, env=environment)  # fmt: skip
         self.leader = wait_until(self._leader, timeout=30, interval=0.1,
                                  on_timeout=self._failed("its PID 1"))  # fmt: skip
         wait_until(self._booted, timeout=90, interval=0.2,

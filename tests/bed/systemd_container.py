@@ -78,6 +78,10 @@ class SystemdContainer:
                 link.unlink()
         for link in etc.glob("rc[2-5].d/S*"):
             link.unlink()
+        # the boot empties /tmp (tmpfiles' `D /tmp`): keep the host's /tmp, where a checkout
+        # and a HOME may live (CI's clean clone does), visible in the container
+        (etc / "tmpfiles.d").mkdir(exist_ok=True)
+        (etc / "tmpfiles.d" / "tmp.conf").write_text("d /tmp 1777 root root -\n")
         # a machine of its own: its journal apart from the host's
         (etc / "machine-id").write_text(uuid.uuid4().hex + "\n")
 

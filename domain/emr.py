@@ -247,6 +247,22 @@ def run_credentials_uri(staging_uri: str, run: str) -> str:
     return s3_join(staging_uri, run, CREDENTIALS_PREFIX) + "/"
 
 
+#: The name of the bootstrap action installing the pipeline (the sweeper finds a run's
+#: staging prefix from its script's path).
+PIPELINE_BOOTSTRAP = "edx-ops-flows pipeline"
+
+
+def credentials_uri_of(actions: Iterable[Mapping[str, Any]]) -> str | None:
+    """A cluster's run credentials prefix, from `ListBootstrapActions`: next to its
+    `PIPELINE_BOOTSTRAP` script (`.../<run>/bootstrap.sh` -> `.../<run>/credentials/`); None
+    for a cluster this flow did not make."""
+    for action in actions:
+        path = str(action.get("ScriptPath", ""))
+        if action.get("Name") == PIPELINE_BOOTSTRAP and path.endswith("/bootstrap.sh"):
+            return s3_join(path.removesuffix("/bootstrap.sh"), CREDENTIALS_PREFIX) + "/"
+    return None
+
+
 def node_credentials_path(path: str, home: str = posixpath.dirname(EMR_HOME)) -> str:
     """A credentials file's path on the nodes: absolute, normalized, inside the nodes' home
     (hadoop's), and neither the pipeline's override.cfg nor inside its virtualenv (the
@@ -517,7 +533,7 @@ def run_job_flow_request(
         instances["Ec2KeyName"] = settings.key_name
     actions = [
         {
-            "Name": "edx-ops-flows pipeline",
+            "Name": PIPELINE_BOOTSTRAP,
             "ScriptBootstrapAction": {"Path": files.bootstrap_uri, "Args": []},
         }
     ]

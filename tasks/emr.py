@@ -36,6 +36,7 @@ from domain.emr import (
     assess_log_bucket,
     assess_role,
     bootstrap_script,
+    credentials_uri_of,
     instance_hours,
     run_credentials_uri,
     split_s3_uri,
@@ -257,8 +258,21 @@ def upload_credentials(
 def delete_run_credentials(clients: AwsClients, staging_uri: str, run: str) -> list[str]:
     """Delete every object under the run's credentials prefix; their keys (a plain function:
     the flow's ``finally`` and its cancellation/crash hooks call it)."""
+    return _delete_under(clients, run_credentials_uri(staging_uri, run))
+
+
+@task(name="delete-emr-cluster-credentials", timeout_seconds=300, **_read)
+def delete_cluster_credentials(clients: AwsClients, cluster_id: str) -> list[str]:
+    """The sweeper's: delete what is left of the credentials files of the run that made the
+    cluster (found from its bootstrap action); their keys."""
+    actions = clients("emr").list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"]
+    uri = credentials_uri_of(actions)
+    return _delete_under(clients, uri) if uri else []
+
+
+def _delete_under(clients: AwsClients, uri: str) -> list[str]:
     s3 = clients("s3")
-    bucket, prefix = split_s3_uri(run_credentials_uri(staging_uri, run))
+    bucket, prefix = split_s3_uri(uri)
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys += [item["Key"] for item in page.get("Contents", [])]

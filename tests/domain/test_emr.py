@@ -23,6 +23,7 @@ from domain.emr import (
     assess_role,
     bootstrap_script,
     cluster_verdict,
+    credentials_uri_of,
     emr_override_cfg,
     first_failed,
     instance_hours,
@@ -210,6 +211,18 @@ def test_missing_credentials_names_what_override_cfg_needs_and_no_block_provides
     named = {"database-export": "/home/hadoop/r.json", "database-import": None}
     assert missing_credentials(named, []) == ["[database-export] /home/hadoop/r.json"]
     assert missing_credentials(named, ["/home/hadoop/r.json"]) == []
+
+
+def test_credentials_uri_of_a_cluster_is_next_to_its_pipeline_bootstrap():
+    request = run_job_flow_request(
+        settings(bootstrap_script="s3://b-emr/site.sh"), SECRETS, "run-1"
+    )
+    actions = [
+        {"Name": a["Name"], "ScriptPath": a["ScriptBootstrapAction"]["Path"]}
+        for a in request["BootstrapActions"]
+    ]
+    assert credentials_uri_of(actions) == "s3://b-emr/runs/run-1/credentials/"
+    assert credentials_uri_of(actions[1:]) is None  # only the site's: not ours
 
 
 OVERRIDE = render_override_cfg(

@@ -25,7 +25,13 @@ from prefect import flow, get_client
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelling, Completed, Running
 
-from domain.emr import EMR_HOME, step_command_line
+from domain.emr import (
+    EMR_HOME,
+    EmrClusterSettings,
+    RunFiles,
+    run_job_flow_request,
+    step_command_line,
+)
 from flows.emr_sweeper import sweep_emr_clusters
 from flows.pipeline_on_emr import run_pipeline_on_emr
 from remote.run import parse_task_line
@@ -536,6 +542,19 @@ def test_the_sweeper_terminates_orphans_and_leaves_other_clusters_alone(emr_acco
     }
     # terminated clusters are no longer listed: a second sweep does nothing
     assert sweep_emr_clusters(aws_block=BLOCK, return_state=True).result()["terminated"] == {}
+
+
+def test_the_sweeper_deletes_the_credentials_files_an_orphans_run_left(emr_account, aws):
+    run_id = flow_run_in(Completed())
+    files = RunFiles.under(f"s3://{STAGING}/runs/", run_id, "w.whl", [REPORTS])
+    request = run_job_flow_request(EmrClusterSettings(**emr_account["cluster"]), files, run_id)
+    orphan = aws.client("emr").run_job_flow(**request)["JobFlowId"]
+    s3 = aws.client("s3")
+    for run in (run_id, "another-run"):
+        s3.put_object(Bucket=STAGING, Key=f"runs/{run}/credentials/01.json", Body=b"{}")
+    state = sweep_emr_clusters(aws_block=BLOCK, return_state=True)
+    assert state.result()["terminated"] == {orphan: "its flow run is COMPLETED"}
+    assert list(staged_credentials(aws)) == ["runs/another-run/credentials/01.json"]
 
 
 # -- secrets ---------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ tags). From it and a run's pipeline tasks this module builds, without boto3 or P
 - `run_job_flow_request`: the `RunJobFlow` request (Spark installed, the bootstrap actions, the
   cluster kept alive until the flow terminates it, an idle timeout as the last safety net);
 - `bootstrap_script`: the shell script every node runs first, installing this project's
-  pipeline wheel into a virtualenv (`EMR_HOME/venv`) and putting `override.cfg` next to it;
+  pipeline wheel into a virtualenv (`EMR_HOME/venv`), putting `override.cfg` next to it and
+  the database credentials files it names where it names them (0600);
 - `emr_override_cfg`: the site's rendered `override.cfg` with `[map-reduce] engine = spark`
   and the `[spark]` section (`master = yarn` on EMR);
 - `step_command_line` / `step_definitions`: what each step runs (`command-runner.jar` ->
@@ -207,20 +208,97 @@ class EmrClusterSettings(_Settings):
 # -- what the nodes get ----------------------------------------------------------------------------
 
 
+#: Under a run's staging prefix: its database credentials files, deleted when the run ends.
+CREDENTIALS_PREFIX = "credentials"
+
+
 @dataclass(frozen=True)
 class RunFiles:
-    """Where one run's files are on S3 (under `staging_uri/<run>/`)."""
+    """Where one run's files are on S3 (under `staging_uri/<run>/`).
+
+    `credentials` pairs each credentials file's path on the nodes with its object, all under
+    `credentials_uri` (the prefix the flow empties when the run ends).
+    """
 
     wheel_uri: str
     override_uri: str
     bootstrap_uri: str
+    credentials: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def under(cls, staging_uri: str, run: str, wheel_name: str) -> RunFiles:
+    def under(
+        cls, staging_uri: str, run: str, wheel_name: str, credentials: Sequence[str] = ()
+    ) -> RunFiles:
         base = s3_join(staging_uri, run)
+        secrets = run_credentials_uri(staging_uri, run)
         return cls(
-            s3_join(base, wheel_name), s3_join(base, "override.cfg"), s3_join(base, "bootstrap.sh")
+            s3_join(base, wheel_name),
+            s3_join(base, "override.cfg"),
+            s3_join(base, "bootstrap.sh"),
+            tuple(
+                (path, s3_join(secrets, f"{index + 1:02d}.json"))
+                for index, path in enumerate(credentials)
+            ),
         )
+
+
+def run_credentials_uri(staging_uri: str, run: str) -> str:
+    """`staging_uri/<run>/credentials/`: where a run's credentials files are, and only they."""
+    return s3_join(staging_uri, run, CREDENTIALS_PREFIX) + "/"
+
+
+#: The name of the bootstrap action installing the pipeline (the sweeper finds a run's
+#: staging prefix from its script's path).
+PIPELINE_BOOTSTRAP = "edx-ops-flows pipeline"
+
+
+def credentials_uri_of(actions: Iterable[Mapping[str, Any]]) -> str | None:
+    """A cluster's run credentials prefix, from `ListBootstrapActions`: next to its
+    `PIPELINE_BOOTSTRAP` script (`.../<run>/bootstrap.sh` -> `.../<run>/credentials/`); None
+    for a cluster this flow did not make."""
+    for action in actions:
+        path = str(action.get("ScriptPath", ""))
+        if action.get("Name") == PIPELINE_BOOTSTRAP and path.endswith("/bootstrap.sh"):
+            return s3_join(path.removesuffix("/bootstrap.sh"), CREDENTIALS_PREFIX) + "/"
+    return None
+
+
+def node_credentials_path(path: str, home: str = posixpath.dirname(EMR_HOME)) -> str:
+    """A credentials file's path on the nodes: absolute, normalized, inside the nodes' home
+    (hadoop's), and neither the pipeline's override.cfg nor inside its virtualenv (the
+    bootstrap rebuilds it).
+
+    Raises:
+        InvalidInput: naming the path and why.
+    """
+    if not posixpath.isabs(path) or posixpath.normpath(path) != path:
+        raise InvalidInput(
+            f"credentials path {path!r}: expected an absolute, normalized path on the EMR "
+            f"nodes, e.g. {home}/credentials/reports.json"
+        )
+    if not path.startswith(home.rstrip("/") + "/"):
+        raise InvalidInput(
+            f"credentials path {path!r} is outside the EMR nodes' home {home}: the bootstrap "
+            "runs as hadoop and writes only there"
+        )
+    venv = posixpath.join(EMR_HOME, "venv")
+    if path == posixpath.join(EMR_HOME, "override.cfg") or path.startswith(venv + "/"):
+        raise InvalidInput(
+            f"credentials path {path!r} is the pipeline's override.cfg or inside {venv}: "
+            "choose another file"
+        )
+    return path
+
+
+def missing_credentials(override: Mapping[str, str | None], given: Iterable[str]) -> list[str]:
+    """The credentials files override.cfg names (section -> path, None: none) that no block
+    provides, as `[section] path` (a task reading them would fail on the cluster)."""
+    given = set(given)
+    return [
+        f"[{section}] {path}"
+        for section, path in override.items()
+        if path is not None and path not in given
+    ]
 
 
 def bootstrap_script(files: RunFiles, python: str, home: str = EMR_HOME) -> str:
@@ -245,9 +323,24 @@ def bootstrap_script(files: RunFiles, python: str, home: str = EMR_HOME) -> str:
             f"{q(python)} -m venv {q(home + '/venv')}",
             f"{q(home + '/venv/bin/pip')} install --quiet {q(wheel)}",
             f"test -x {q(home + '/venv/bin/launch-task')}",
+            *_credentials_downloads(files.credentials),
             "",
         ]
     )
+
+
+def _credentials_downloads(credentials: Sequence[tuple[str, str]]) -> list[str]:
+    # umask 077 in a subshell: the file (and a directory made for it) is 0600/0700 from the
+    # moment it exists, never readable by others even briefly; chmod covers a file kept from
+    # an earlier boot. The password is in S3 (encrypted) and on the node only, never here.
+    q = shlex.quote
+    lines = ["# database credentials files named by override.cfg: hadoop's alone (0600)"]
+    for path, uri in credentials:
+        lines.append(
+            f"(umask 077 && mkdir -p {q(posixpath.dirname(path))} && aws s3 cp --only-show-errors "
+            f"{q(uri)} {q(path)} && chmod 600 {q(path)})"
+        )
+    return lines if credentials else []
 
 
 def emr_override_cfg(
@@ -440,7 +533,7 @@ def run_job_flow_request(
         instances["Ec2KeyName"] = settings.key_name
     actions = [
         {
-            "Name": "edx-ops-flows pipeline",
+            "Name": PIPELINE_BOOTSTRAP,
             "ScriptBootstrapAction": {"Path": files.bootstrap_uri, "Args": []},
         }
     ]

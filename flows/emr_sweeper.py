@@ -6,7 +6,8 @@ tagged ``project=edx-ops-flows`` and ``flow-run=<id>``: this flow (scheduled hou
 for the clusters not yet terminated, asks the Prefect API for the state of each one's flow
 run, and terminates those whose run is over (completed, failed, cancelled, crashed) or unknown.
 Clusters without this project's tag, or whose run is still scheduled, pending, running or
-being cancelled, are left alone. A table artifact lists each cluster and what was done.
+being cancelled, are left alone. A terminated cluster's run credentials files, if its run
+could not delete them, are deleted too. A table artifact lists each cluster and what was done.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from prefect.artifacts import create_table_artifact
 from domain.emr import FLOW_RUN_TAG, cluster_verdict, tag_value
 from pipeline_config.fields import NonEmptyStr
 from tasks.aws import AwsClients
-from tasks.emr import active_clusters, flow_run_states, terminate_cluster
+from tasks.emr import (
+    active_clusters,
+    delete_cluster_credentials,
+    flow_run_states,
+    terminate_cluster,
+)
 
 FLOW_NAME = "sweep-emr-clusters"
 
@@ -47,6 +53,8 @@ def sweep_emr_clusters(aws_block: NonEmptyStr = "aws", dry_run: bool = False) ->
         done = "kept"
         if verdict.action == "terminate":
             done = "would terminate" if dry_run else terminate_cluster(clients, verdict.cluster_id)
+            if not dry_run:  # a killed run's credentials files too, if any were left
+                delete_cluster_credentials(clients, verdict.cluster_id)
             terminated[verdict.cluster_id] = verdict.reason
             logger.warning("%s %s (%s): %s", done, verdict.cluster_id, verdict.name, verdict.reason)
         else:

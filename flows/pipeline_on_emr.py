@@ -15,7 +15,10 @@ terminates; when the runner had to kill the flow process, its ``on_cancellation`
 timeout is the last net. Instance-hours are in the run's artifact.
 
 AWS credentials come from a prefect-aws `AwsCredentials` block named by ``aws_block``; nothing
-secret is a parameter, nor reaches S3, the logs or the artifacts.
+secret is a parameter, nor reaches the logs or the artifacts. The database credentials files
+the site's override.cfg names (``pipeline.database_credentials``: path -> MySQL Database block)
+are staged under the run's prefix encrypted (SSE-S3), fetched 0600 by the bootstrap, and
+deleted in the ``finally`` and by the hooks.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.emr import (
     EmrClusterSettings,
@@ -31,11 +34,14 @@ from domain.emr import (
     emr_override_cfg,
     first_failed,
     instance_hours_table,
+    missing_credentials,
+    node_credentials_path,
     refuse_failed_checks,
     run_job_flow_request,
     step_definitions,
 )
 from domain.names import artifact_key
+from pipeline.errors import InvalidInput
 from pipeline_config.fields import NonEmptyStr
 from pipeline_config.render import OverrideSettings, render_override_cfg
 from remote.run import parse_task_line
@@ -46,11 +52,15 @@ from tasks.emr import (
     add_steps,
     cluster_instance_hours,
     create_cluster,
+    delete_credentials,
+    delete_run_credentials,
     emr_preflight,
     fetch_step_stderr,
+    load_databases,
     run_name,
     terminate_cluster,
     terminate_clusters_of_run,
+    upload_credentials,
     upload_run_files,
     wait_for_steps,
 )
@@ -75,6 +85,33 @@ class EmrPipeline(BaseModel):
         description="The site's override.cfg settings (run with `[map-reduce] engine = spark` "
         "and the cluster's `[spark]` section).",
     )
+    database_credentials: dict[NonEmptyStr, NonEmptyStr] = Field(
+        default={},
+        description="Database credentials files the nodes get (0600, hadoop's): path on the "
+        "nodes (under /home/hadoop; the paths override.cfg's `credentials` name) -> MySQL "
+        "Database block name. Staged in S3 encrypted, deleted when the run ends.",
+    )
+
+    @field_validator("database_credentials")
+    @classmethod
+    def _paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for path in value:
+            node_credentials_path(path)
+        return value
+
+    @model_validator(mode="after")
+    def _all_named(self) -> EmrPipeline:
+        named = {
+            "database-export": self.override.database_export.credentials,
+            "database-import": self.override.database_import.credentials,
+        }
+        missing = missing_credentials(named, self.database_credentials)
+        if missing:
+            raise InvalidInput(
+                f"override.cfg names credentials files no block provides: {', '.join(missing)}; "
+                "add each to pipeline.database_credentials (path -> MySQL Database block)"
+            )
+        return self
 
 
 class EmrTimeouts(BaseModel):
@@ -109,8 +146,14 @@ def _publish(steps: list[StepState]) -> None:
 def _terminate_run_clusters(flow, flow_run, state) -> None:
     """`on_cancellation`/`on_crashed`: the runner calls it even when the flow process was killed
     before its ``finally`` (a cancel past the grace period): this run's clusters go then."""
-    block = (flow_run.parameters or {}).get("aws_block", "aws")
-    terminate_clusters_of_run(block, str(flow_run.id))
+    parameters = flow_run.parameters or {}
+    block = parameters.get("aws_block", "aws")
+    try:
+        terminate_clusters_of_run(block, str(flow_run.id))
+    finally:
+        staging = (parameters.get("cluster") or {}).get("staging_uri")
+        if staging:  # no credentials file of the run stays in S3
+            delete_run_credentials(AwsClients.from_block(block), staging, str(flow_run.id))
 
 
 @flow(
@@ -137,11 +180,14 @@ def run_pipeline_on_emr(
         ``cluster_id``, ``steps`` (name -> final state) and ``instance_hours`` (the total).
 
     Raises:
+        NotFound: a MySQL Database block of `pipeline.database_credentials` does not exist
+            (nothing was created).
         EmrPreflightRefused: a check failed (nothing was created).
         EmrStepFailed: a step failed; its stderr is in the run log.
     """
     logger = get_run_logger()
     words = [parse_task_line(line) for line in pipeline.tasks]
+    databases = load_databases(pipeline.database_credentials)
     clients = AwsClients.from_block(aws_block)
     checks = emr_preflight(clients, cluster)
     for check in checks:
@@ -149,11 +195,14 @@ def run_pipeline_on_emr(
     refuse_failed_checks(checks)
     run = run_name(flow_run.get_id())
     override_cfg = emr_override_cfg(render_override_cfg(pipeline.override), cluster.spark)
-    files = upload_run_files(clients, cluster, run, pipeline_wheel(), override_cfg)
     cluster_id: str | None = None
     steps: list[StepState] = []
     used = []
     try:
+        files = upload_run_files(
+            clients, cluster, run, pipeline_wheel(), override_cfg, list(databases)
+        )
+        upload_credentials(clients, files, databases)
         cluster_id = create_cluster(clients, run_job_flow_request(cluster, files, run))
         step_ids = add_steps(clients, cluster_id, step_definitions(words))
 
@@ -199,11 +248,15 @@ def run_pipeline_on_emr(
                 + (f"; not run: {', '.join(after)}" if after else "")
             )
     finally:
-        if cluster_id is not None:
-            with TerminationShield():
-                state = terminate_cluster(clients, cluster_id)
-                used = cluster_instance_hours(clients, cluster_id)
-                _artifact(cluster, cluster_id, state, steps, used)
+        with TerminationShield():
+            try:
+                if cluster_id is not None:
+                    state = terminate_cluster(clients, cluster_id)
+                    used = cluster_instance_hours(clients, cluster_id)
+                    _artifact(cluster, cluster_id, state, steps, used)
+            finally:
+                # the credentials files go whatever happened: no secret stays in S3
+                delete_credentials(clients, cluster.staging_uri, run)
     total = round(sum(u.instance_hours for u in used), 4)
     logger.info("EMR cluster %s used %.4f instance-hours", cluster_id, total)
     return {

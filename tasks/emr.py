@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from blocks.database import MySqlDatabase
 from domain.emr import (
     ACTIVE_STATES,
     FLOW_RUN_TAG,
@@ -35,7 +36,9 @@ from domain.emr import (
     assess_log_bucket,
     assess_role,
     bootstrap_script,
+    credentials_uri_of,
     instance_hours,
+    run_credentials_uri,
     split_s3_uri,
     step_states,
     step_stderr_key,
@@ -43,7 +46,7 @@ from domain.emr import (
     tag_value,
 )
 from domain.polling import wait_until
-from pipeline.errors import OperationFailed, OperationTimeout, describe, is_transient
+from pipeline.errors import NotFound, OperationFailed, OperationTimeout, describe, is_transient
 from remote.wheel import Wheel
 from tasks.aws import AwsClients, retry_on_outage
 
@@ -184,11 +187,17 @@ def emr_preflight(clients: AwsClients, settings: EmrClusterSettings) -> list[Pre
 
 @task(name="upload-emr-run-files", timeout_seconds=600, **_read)
 def upload_run_files(
-    clients: AwsClients, settings: EmrClusterSettings, run: str, wheel: Wheel, override_cfg: str
+    clients: AwsClients,
+    settings: EmrClusterSettings,
+    run: str,
+    wheel: Wheel,
+    override_cfg: str,
+    credentials: Sequence[str] = (),
 ) -> RunFiles:
     """The wheel, override.cfg and bootstrap script under `staging_uri/<run>/` (overwritten:
-    a retried upload puts the same bytes)."""
-    files = RunFiles.under(settings.staging_uri, run, wheel.filename)
+    a retried upload puts the same bytes); the bootstrap fetches the `credentials` files (their
+    paths on the nodes), which `upload_credentials` puts."""
+    files = RunFiles.under(settings.staging_uri, run, wheel.filename, credentials)
     s3 = clients("s3")
     for uri, body in (
         (files.wheel_uri, wheel.data),
@@ -203,6 +212,81 @@ def upload_run_files(
         len(wheel.data),
     )
     return files
+
+
+def load_databases(credentials: dict[str, str]) -> dict[str, MySqlDatabase]:
+    """Each credentials path's MySQL Database block (path on the nodes -> block name).
+
+    Raises:
+        NotFound: naming every block that does not exist, and the path it was for.
+    """
+    found, missing = {}, []
+    for path, block in credentials.items():
+        try:
+            found[path] = MySqlDatabase.load(block)
+        except ValueError as error:
+            if "Unable to find block document" not in str(error):
+                raise
+            missing.append(f"{block!r} (for {path})")
+    if missing:
+        raise NotFound(
+            "MySQL Database block(s) not found: " + ", ".join(missing) + "; create them "
+            "(see blocks/database.py) or fix pipeline.database_credentials"
+        )
+    return found
+
+
+@task(name="upload-emr-credentials", timeout_seconds=300, **_read)
+def upload_credentials(
+    clients: AwsClients, files: RunFiles, databases: dict[str, MySqlDatabase]
+) -> None:
+    """Each database's credentials file (`MySqlDatabase.credentials_payload`) to its object in
+    `files.credentials`, encrypted at rest (SSE-S3). The password goes from the block to S3
+    inside this task, never as an argument of its own nor into a log."""
+    s3 = clients("s3")
+    for path, uri in files.credentials:
+        bucket, key = split_s3_uri(uri)
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=databases[path].credentials_payload(),
+            ServerSideEncryption="AES256",
+        )
+        _logger().info("uploaded the credentials file for %s to %s (SSE-S3)", path, uri)
+
+
+def delete_run_credentials(clients: AwsClients, staging_uri: str, run: str) -> list[str]:
+    """Delete every object under the run's credentials prefix; their keys (a plain function:
+    the flow's ``finally`` and its cancellation/crash hooks call it)."""
+    return _delete_under(clients, run_credentials_uri(staging_uri, run))
+
+
+@task(name="delete-emr-cluster-credentials", timeout_seconds=300, **_read)
+def delete_cluster_credentials(clients: AwsClients, cluster_id: str) -> list[str]:
+    """The sweeper's: delete what is left of the credentials files of the run that made the
+    cluster (found from its bootstrap action); their keys."""
+    actions = clients("emr").list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"]
+    uri = credentials_uri_of(actions)
+    return _delete_under(clients, uri) if uri else []
+
+
+def _delete_under(clients: AwsClients, uri: str) -> list[str]:
+    s3 = clients("s3")
+    bucket, prefix = split_s3_uri(uri)
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    for key in keys:
+        s3.delete_object(Bucket=bucket, Key=key)
+    if keys:
+        _logger().info("deleted %d credentials file(s) under s3://%s/%s", len(keys), bucket, prefix)
+    return keys
+
+
+@task(name="delete-emr-credentials", timeout_seconds=300, **_read)
+def delete_credentials(clients: AwsClients, staging_uri: str, run: str) -> list[str]:
+    """`delete_run_credentials` as a task (idempotent, so retried on outages)."""
+    return delete_run_credentials(clients, staging_uri, run)
 
 
 def run_name(flow_run_id: str | None) -> str:

@@ -23,10 +23,13 @@ from domain.emr import (
     assess_role,
     bootstrap_script,
     cluster_verdict,
+    credentials_uri_of,
     emr_override_cfg,
     first_failed,
     instance_hours,
     instance_hours_table,
+    missing_credentials,
+    node_credentials_path,
     refuse_failed_checks,
     run_job_flow_request,
     step_command_line,
@@ -133,6 +136,93 @@ def test_bootstrap_script_installs_the_wheel_and_the_override_and_is_valid_bash(
     assert f"{EMR_HOME}/venv/bin/pip install --quiet {wheel}" in script
     assert "[spark]" not in script  # EMR's own Spark, not the extra
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
+SECRETS = RunFiles.under(
+    "s3://b-emr/runs",
+    "run-1",
+    "edx_ops_flows-0.1.0-py3-none-any.whl",
+    ["/home/hadoop/credentials/reports.json", "/home/hadoop/edx-ops-flows/edxapp db.json"],
+)
+
+
+def test_the_bootstrap_fetches_each_credentials_file_0600_under_umask_077():
+    assert SECRETS.credentials == (
+        ("/home/hadoop/credentials/reports.json", "s3://b-emr/runs/run-1/credentials/01.json"),
+        (
+            "/home/hadoop/edx-ops-flows/edxapp db.json",
+            "s3://b-emr/runs/run-1/credentials/02.json",
+        ),
+    )
+    script = bootstrap_script(SECRETS, "python3.11")
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    lines = [line for line in script.splitlines() if "/credentials/0" in line]
+    assert lines == [
+        "(umask 077 && mkdir -p /home/hadoop/credentials && aws s3 cp --only-show-errors "
+        "s3://b-emr/runs/run-1/credentials/01.json /home/hadoop/credentials/reports.json && "
+        "chmod 600 /home/hadoop/credentials/reports.json)",
+        "(umask 077 && mkdir -p /home/hadoop/edx-ops-flows && aws s3 cp --only-show-errors "
+        "s3://b-emr/runs/run-1/credentials/02.json '/home/hadoop/edx-ops-flows/edxapp db.json' "
+        "&& chmod 600 '/home/hadoop/edx-ops-flows/edxapp db.json')",
+    ]
+    # after the venv is rebuilt (rm -rf venv would not touch them anyway), last
+    assert script.index("launch-task") < script.index("/credentials/01.json")
+    assert "credentials" not in bootstrap_script(FILES, "python3.11")
+
+
+def test_a_credentials_line_creates_its_file_0600_from_the_start(tmp_path):
+    # `aws` here is a stand-in for the AWS CLI: it records the umask it writes the file under
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text('#!/bin/bash\numask > "$UMASK_SEEN"\nprintf x > "$5"\n')
+    (bin_dir / "aws").chmod(0o755)
+    target = tmp_path / "secret" / "reports.json"
+    files = RunFiles.under("s3://b-emr/runs", "run-1", "w.whl", [str(target)])
+    (line,) = [x for x in bootstrap_script(files, "python3").splitlines() if "umask" in x]
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "UMASK_SEEN": str(tmp_path / "umask")}
+    subprocess.run(["bash", "-euo", "pipefail", "-c", line], env=env, check=True)
+    assert (tmp_path / "umask").read_text().strip() == "0077"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert target.parent.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize(
+    ("path", "refusal"),
+    [
+        ("credentials/reports.json", "expected an absolute, normalized path"),
+        ("/home/hadoop/../root/reports.json", "expected an absolute, normalized path"),
+        ("/etc/edx/reports.json", "is outside the EMR nodes' home /home/hadoop"),
+        ("/home/hadoopx/reports.json", "is outside the EMR nodes' home /home/hadoop"),
+        (f"{EMR_HOME}/override.cfg", "is the pipeline's override.cfg or inside"),
+        (f"{EMR_HOME}/venv/reports.json", "is the pipeline's override.cfg or inside"),
+    ],
+)
+def test_a_credentials_path_outside_the_nodes_home_is_refused_naming_it(path, refusal):
+    with pytest.raises(InvalidInput, match=refusal) as caught:
+        node_credentials_path(path)
+    assert repr(path) in str(caught.value)
+
+
+def test_node_credentials_path_takes_a_path_under_the_home():
+    assert node_credentials_path("/home/hadoop/c/r.json") == "/home/hadoop/c/r.json"
+
+
+def test_missing_credentials_names_what_override_cfg_needs_and_no_block_provides():
+    named = {"database-export": "/home/hadoop/r.json", "database-import": None}
+    assert missing_credentials(named, []) == ["[database-export] /home/hadoop/r.json"]
+    assert missing_credentials(named, ["/home/hadoop/r.json"]) == []
+
+
+def test_credentials_uri_of_a_cluster_is_next_to_its_pipeline_bootstrap():
+    request = run_job_flow_request(
+        settings(bootstrap_script="s3://b-emr/site.sh"), SECRETS, "run-1"
+    )
+    actions = [
+        {"Name": a["Name"], "ScriptPath": a["ScriptBootstrapAction"]["Path"]}
+        for a in request["BootstrapActions"]
+    ]
+    assert credentials_uri_of(actions) == "s3://b-emr/runs/run-1/credentials/"
+    assert credentials_uri_of(actions[1:]) is None  # only the site's: not ours
 
 
 OVERRIDE = render_override_cfg(

@@ -25,7 +25,13 @@ from prefect import flow, get_client
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelling, Completed, Running
 
-from domain.emr import EMR_HOME, step_command_line
+from domain.emr import (
+    EMR_HOME,
+    EmrClusterSettings,
+    RunFiles,
+    run_job_flow_request,
+    step_command_line,
+)
 from flows.emr_sweeper import sweep_emr_clusters
 from flows.pipeline_on_emr import run_pipeline_on_emr
 from remote.run import parse_task_line
@@ -61,6 +67,25 @@ FAST = {
 STDERR = "Traceback (most recent call last):\nOperationFailed: s3://client-name-tracking-logs: 403"
 
 
+DB_BLOCK, DB_PASSWORD = "emr-reports", "Db-pw-emr-7d41c2e9"
+REPORTS = "/home/hadoop/credentials/reports.json"
+CREDENTIALS = {REPORTS: DB_BLOCK}
+OVERRIDE_DB = {**OVERRIDE, "database_export": {"database": "reports", "credentials": REPORTS}}
+
+
+def staged_credentials(aws) -> dict[str, dict]:
+    """Every credentials object under the staging bucket: key -> its encryption and body."""
+    s3 = aws.client("s3")
+    listed = s3.list_objects_v2(Bucket=STAGING).get("Contents", [])
+    found = {}
+    for item in listed:
+        if "/credentials/" in item["Key"]:
+            head = s3.head_object(Bucket=STAGING, Key=item["Key"])
+            body = s3.get_object(Bucket=STAGING, Key=item["Key"])["Body"].read()
+            found[item["Key"]] = {"sse": head.get("ServerSideEncryption"), "body": body}
+    return found
+
+
 def emr_backend():
     from moto.emr.models import emr_backends
 
@@ -84,6 +109,7 @@ class EmrDriver(threading.Thread):
         self.pace = pace  # seconds a step stays RUNNING: the flow's polls see it
         self.stopped = threading.Event()
         self.saw_steps = threading.Event()
+        self.staged: dict | None = None  # the credentials objects while the steps ran
 
     def run(self) -> None:
         s3 = self.aws.client("s3")
@@ -91,6 +117,8 @@ class EmrDriver(threading.Thread):
             for cluster in list(emr_backend().clusters.values()):
                 if cluster.state not in ("RUNNING", "WAITING") or not cluster.steps:
                     continue
+                if not self.saw_steps.is_set():
+                    self.staged = staged_credentials(self.aws)
                 self.saw_steps.set()
                 if self.hold:
                     continue
@@ -170,10 +198,23 @@ def emr_account(account, aws):
     }
 
 
-def run(emr_account, tasks=TASKS, **cluster_changes):
+@pytest.fixture
+def reports_block(emr_account):
+    from blocks.database import MySqlDatabase
+
+    MySqlDatabase(
+        host="reports.rds.example", username="pipeline", password=DB_PASSWORD, database="reports"
+    ).save(DB_BLOCK, overwrite=True)
+    return DB_BLOCK
+
+
+def run(emr_account, tasks=TASKS, credentials=None, **cluster_changes):
+    pipeline = {"tasks": tasks, "override": OVERRIDE}
+    if credentials is not None:
+        pipeline.update(override=OVERRIDE_DB, database_credentials=credentials)
     return run_pipeline_on_emr(
         cluster={**emr_account["cluster"], **cluster_changes},
-        pipeline={"tasks": tasks, "override": OVERRIDE},
+        pipeline=pipeline,
         aws_block=BLOCK,
         timeouts=FAST,
         return_state=True,
@@ -303,11 +344,15 @@ def test_a_cluster_ending_on_its_own_fails_the_run(emr_account, aws):
 # -- a cancel -------------------------------------------------------------------------------------
 
 
-def test_a_cancelled_run_terminates_its_cluster(emr_account, aws, tmp_path):
+def test_a_cancelled_run_terminates_its_cluster(emr_account, aws, tmp_path, reports_block):
     parameters = {
         "cluster": emr_account["cluster"],
         "aws_block": BLOCK,
-        "pipeline": {"tasks": TASKS, "override": OVERRIDE},
+        "pipeline": {
+            "tasks": TASKS,
+            "override": OVERRIDE_DB,
+            "database_credentials": CREDENTIALS,
+        },
         "timeouts": {**FAST, "run_seconds": 300},
     }
     path = tmp_path / "parameters.json"
@@ -346,12 +391,17 @@ def test_a_cancelled_run_terminates_its_cluster(emr_account, aws, tmp_path):
     text = output.read_text()
     assert cluster.state == "TERMINATED", text
     assert f"EMR cluster {cluster.id}: TERMINATED" in text
+    assert list(driver.staged) == [f"runs/{run_id}/credentials/01.json"]
+    assert staged_credentials(aws) == {}, text  # deleted by the finally
 
 
 def test_the_hooks_terminate_the_runs_clusters_when_its_process_was_killed(emr_account, aws):
     # what the runner does after killing a flow process that ignored the cancel: run the hooks
     ours = {"project": "edx-ops-flows"}
-    run_id = flow_run_in(Running())
+    run_id = flow_run_in(Running(), cluster=emr_account["cluster"])
+    s3 = aws.client("s3")
+    for run in (run_id, "another-run"):
+        s3.put_object(Bucket=STAGING, Key=f"runs/{run}/credentials/01.json", Body=b"{}")
     mine = cluster_tagged(aws, "mine", {**ours, "flow-run": run_id})
     another = cluster_tagged(aws, "another", {**ours, "flow-run": flow_run_in(Running())})
     with get_client(sync_client=True) as client:
@@ -361,6 +411,7 @@ def test_the_hooks_terminate_the_runs_clusters_when_its_process_was_killed(emr_a
     hooks[0](run_pipeline_on_emr, flow_run, Cancelling())
     assert {c.id: c.state for c in clusters_now().values()} == {
         mine: "TERMINATED", another: "WAITING"}  # fmt: skip
+    assert list(staged_credentials(aws)) == ["runs/another-run/credentials/01.json"]
     hooks[1](run_pipeline_on_emr, flow_run, Cancelling())  # nothing left: a no-op
     assert clusters_now()[another].state == "WAITING"
 
@@ -442,14 +493,14 @@ def test_preflight_names_a_subnet_that_does_not_exist(emr_account, aws):
 
 
 @flow(name="stand-in")
-def stand_in(aws_block: str = BLOCK) -> None:
+def stand_in(aws_block: str = BLOCK, cluster: dict | None = None) -> None:
     """A flow whose runs stand for run-pipeline-on-emr's in the sweeper's and hooks' tests."""
 
 
-def flow_run_in(state) -> str:
+def flow_run_in(state, cluster: dict | None = None) -> str:
+    parameters = {"aws_block": BLOCK, "cluster": cluster}
     with get_client(sync_client=True) as client:
-        return str(client.create_flow_run(stand_in, parameters={"aws_block": BLOCK},
-                                          state=state).id)  # fmt: skip
+        return str(client.create_flow_run(stand_in, parameters=parameters, state=state).id)
 
 
 def cluster_tagged(aws, name: str, tags: dict[str, str]) -> str:
@@ -493,19 +544,42 @@ def test_the_sweeper_terminates_orphans_and_leaves_other_clusters_alone(emr_acco
     assert sweep_emr_clusters(aws_block=BLOCK, return_state=True).result()["terminated"] == {}
 
 
+def test_the_sweeper_deletes_the_credentials_files_an_orphans_run_left(emr_account, aws):
+    run_id = flow_run_in(Completed())
+    files = RunFiles.under(f"s3://{STAGING}/runs/", run_id, "w.whl", [REPORTS])
+    request = run_job_flow_request(EmrClusterSettings(**emr_account["cluster"]), files, run_id)
+    orphan = aws.client("emr").run_job_flow(**request)["JobFlowId"]
+    s3 = aws.client("s3")
+    for run in (run_id, "another-run"):
+        s3.put_object(Bucket=STAGING, Key=f"runs/{run}/credentials/01.json", Body=b"{}")
+    state = sweep_emr_clusters(aws_block=BLOCK, return_state=True)
+    assert state.result()["terminated"] == {orphan: "its flow run is COMPLETED"}
+    assert list(staged_credentials(aws)) == ["runs/another-run/credentials/01.json"]
+
+
 # -- secrets ---------------------------------------------------------------------------------------
 
 
-def test_secrets_reach_neither_logs_artifacts_nor_the_uploaded_files(emr_account, aws, caplog):
+def test_secrets_reach_neither_logs_artifacts_nor_the_uploaded_files(
+    emr_account, aws, caplog, reports_block
+):
     import logging
 
     caplog.set_level(logging.DEBUG)
     with EmrDriver(aws, outcomes=["COMPLETED", "FAILED"], stderr=STDERR):
-        failed = run(emr_account)
-    with EmrDriver(aws):
-        good = run(emr_account)
+        failed = run(emr_account, credentials=CREDENTIALS)
+    with EmrDriver(aws) as driver:
+        good = run(emr_account, credentials=CREDENTIALS)
     assert failed.is_failed() and good.is_completed()
-    texts = [caplog.text, failed.message or ""]
+    assert [DB_PASSWORD in json.loads(f["body"])["password"] for f in driver.staged.values()] == [
+        True
+    ]  # the scan below would find it, were it anywhere else
+    texts = [caplog.text, failed.message or "", repr(failed.result(raise_on_failure=False))]
+    emr = aws.client("emr")
+    for cluster in clusters_now().values():
+        texts += [
+            json.dumps(s["Config"]["Args"]) for s in emr.list_steps(ClusterId=cluster.id)["Steps"]
+        ]
     for state in (failed, good):
         texts.append(logs_of(state, until="instance-hours" if state.is_completed() else "stderr"))
         texts += [str(a.data) + str(a.description) for a in artifacts_of(state)]
@@ -515,4 +589,74 @@ def test_secrets_reach_neither_logs_artifacts_nor_the_uploaded_files(emr_account
             s3.get_object(Bucket=STAGING, Key=item["Key"])["Body"].read().decode("latin-1")
         )
     assert len(texts) > 8
-    assert [t for t in texts if SECRET_ACCESS_KEY in t] == []
+    assert [t for t in texts if SECRET_ACCESS_KEY in t or DB_PASSWORD in t] == []
+
+
+# -- database credentials files --------------------------------------------------------------------
+
+
+def test_credentials_files_are_staged_encrypted_fetched_0600_and_deleted_after_the_run(
+    emr_account, aws, reports_block
+):
+    with EmrDriver(aws) as driver:
+        state = run(emr_account, credentials=CREDENTIALS)
+    assert state.is_completed(), state.message
+    run_id = str(state.state_details.flow_run_id)
+    key = f"runs/{run_id}/credentials/01.json"
+    assert list(driver.staged) == [key]
+    assert driver.staged[key]["sse"] == "AES256"
+    assert json.loads(driver.staged[key]["body"]) == {
+        "host": "reports.rds.example",
+        "port": 3306,
+        "username": "pipeline",
+        "password": DB_PASSWORD,
+    }
+    assert staged_credentials(aws) == {}  # none left
+    bootstrap = s3_text(aws, f"s3://{STAGING}/runs/{run_id}/bootstrap.sh")
+    assert (
+        f"(umask 077 && mkdir -p /home/hadoop/credentials && aws s3 cp --only-show-errors "
+        f"s3://{STAGING}/{key} {REPORTS} && chmod 600 {REPORTS})" in bootstrap
+    )
+    override = s3_text(aws, f"s3://{STAGING}/runs/{run_id}/override.cfg")
+    assert f"[database-export]\ndatabase = reports\ncredentials = {REPORTS}" in override
+    log = logs_of(state, until="deleted 1 credentials file(s)")
+    assert f"deleted 1 credentials file(s) under s3://{STAGING}/runs/{run_id}/credentials/" in log
+
+
+def test_credentials_files_are_deleted_after_a_failed_step(emr_account, aws, reports_block):
+    with EmrDriver(aws, outcomes=["FAILED"], stderr=STDERR) as driver:
+        state = run(emr_account, credentials=CREDENTIALS)
+    assert state.is_failed() and "FAILED" in state.message
+    assert len(driver.staged) == 1
+    assert staged_credentials(aws) == {}
+    assert {c.state for c in clusters_now().values()} == {"TERMINATED"}
+
+
+def test_a_missing_block_is_named_before_anything_is_created(emr_account, aws):
+    state = run(emr_account, credentials={REPORTS: "no-such-db"})
+    assert state.is_failed()
+    assert f"MySQL Database block(s) not found: 'no-such-db' (for {REPORTS})" in state.message
+    assert clusters_now() == {}
+    assert "Contents" not in aws.client("s3").list_objects_v2(Bucket=STAGING)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "refusal"),
+    [
+        ({"/etc/reports.json": DB_BLOCK}, "'/etc/reports.json' is outside the EMR nodes' home"),
+        ({"reports.json": DB_BLOCK}, "'reports.json': expected an absolute, normalized path"),
+        (
+            {},
+            f"override.cfg names credentials files no block provides: [database-export] {REPORTS}",
+        ),
+    ],
+    ids=["outside-home", "relative", "not-provided"],
+)
+def test_credentials_paths_are_refused_naming_them(
+    emr_account, aws, reports_block, credentials, refusal
+):
+    state = run(emr_account, credentials=credentials)
+    assert state.is_failed() and "Validation of flow parameters failed" in state.message
+    assert refusal in state.message
+    assert clusters_now() == {}
+    assert "Contents" not in aws.client("s3").list_objects_v2(Bucket=STAGING)

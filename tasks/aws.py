@@ -119,14 +119,15 @@ def open_site(
     return clients, ctx
 
 
-def _code(error: ClientError) -> str:
+def error_code(error: ClientError) -> str:
+    """The AWS error code of a failed call (`NoSuchEntity`, ...), or "" when it has none."""
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _failed(resource: Resource, doing: str, error: ClientError) -> AwsOperationFailed:
     message = error.response.get("Error", {}).get("Message", "")
     return AwsOperationFailed(
-        f"{doing} {resource.kind} {resource.name}: AWS said {_code(error)}: {message}"
+        f"{doing} {resource.kind} {resource.name}: AWS said {error_code(error)}: {message}"
     )
 
 
@@ -154,7 +155,7 @@ def read_iam_policy(clients: AwsClients, ctx: SiteContext, resource: Resource) -
     try:
         policy = iam.get_policy(PolicyArn=_iam_policy_arn(ctx, resource.name))["Policy"]
     except ClientError as error:
-        if _code(error) == "NoSuchEntity":
+        if error_code(error) == "NoSuchEntity":
             return None
         raise
     version = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])[
@@ -179,7 +180,7 @@ def read_iam_role(clients: AwsClients, ctx: SiteContext, resource: Resource) -> 
     try:
         role = iam.get_role(RoleName=resource.name)["Role"]
     except ClientError as error:
-        if _code(error) == "NoSuchEntity":
+        if error_code(error) == "NoSuchEntity":
             return None
         raise
     attached = iam.list_attached_role_policies(RoleName=resource.name)["AttachedPolicies"]
@@ -195,7 +196,7 @@ def read_instance_profile(clients: AwsClients, ctx: SiteContext, resource: Resou
     try:
         profile = clients("iam").get_instance_profile(InstanceProfileName=resource.name)
     except ClientError as error:
-        if _code(error) == "NoSuchEntity":
+        if error_code(error) == "NoSuchEntity":
             return None
         raise
     profile = profile["InstanceProfile"]
@@ -208,7 +209,7 @@ def read_iam_user(clients: AwsClients, ctx: SiteContext, resource: Resource) -> 
     try:
         user = iam.get_user(UserName=resource.name)["User"]
     except ClientError as error:
-        if _code(error) == "NoSuchEntity":
+        if error_code(error) == "NoSuchEntity":
             return None
         raise
     names = iam.list_user_policies(UserName=resource.name)["PolicyNames"]
@@ -226,7 +227,7 @@ def read_vpc(clients: AwsClients, ctx: SiteContext, resource: Resource) -> dict 
     try:
         ec2.describe_vpcs(VpcIds=[resource.name])
     except ClientError as error:
-        if _code(error) in {"InvalidVpcID.NotFound", "InvalidVpcID.Malformed"}:
+        if error_code(error) in {"InvalidVpcID.NotFound", "InvalidVpcID.Malformed"}:
             return None
         raise
     value = ec2.describe_vpc_attribute(VpcId=resource.name, Attribute="enableDnsHostnames")
@@ -314,14 +315,14 @@ def read_s3_bucket(clients: AwsClients, ctx: SiteContext, resource: Resource) ->
     try:
         s3.head_bucket(Bucket=resource.name)
     except ClientError as error:
-        if _code(error) in {"404", "NoSuchBucket", "NotFound"}:
+        if error_code(error) in {"404", "NoSuchBucket", "NotFound"}:
             return None
         raise
     region = s3.get_bucket_location(Bucket=resource.name).get("LocationConstraint")
     try:
         tag_set = s3.get_bucket_tagging(Bucket=resource.name)["TagSet"]
     except ClientError as error:
-        if _code(error) != "NoSuchTagSet":
+        if error_code(error) != "NoSuchTagSet":
             raise
         tag_set = []
     listed = s3.list_object_versions(Bucket=resource.name, MaxKeys=1)
@@ -335,9 +336,9 @@ def read_bucket_policy(clients: AwsClients, ctx: SiteContext, resource: Resource
     try:
         text = s3.get_bucket_policy(Bucket=resource.name)["Policy"]
     except ClientError as error:
-        if _code(error) == "NoSuchBucketPolicy":
+        if error_code(error) == "NoSuchBucketPolicy":
             return {"policy": None}
-        if _code(error) == "NoSuchBucket":
+        if error_code(error) == "NoSuchBucket":
             return None
         raise
     return {"policy": _document(text)}
@@ -351,7 +352,7 @@ def read_es_domain(clients: AwsClients, ctx: SiteContext, resource: Resource) ->
     try:
         domain = clients("opensearch").describe_domain(DomainName=resource.name)["DomainStatus"]
     except ClientError as error:
-        if _code(error) == "ResourceNotFoundException":
+        if error_code(error) == "ResourceNotFoundException":
             return None
         raise
     if domain.get("Deleted"):
@@ -382,7 +383,7 @@ def _db_instance(clients: AwsClients, identifier: str) -> dict | None:
     try:
         found = clients("rds").describe_db_instances(DBInstanceIdentifier=identifier)
     except ClientError as error:
-        if _code(error) == "DBInstanceNotFound":
+        if error_code(error) == "DBInstanceNotFound":
             return None
         raise
     return found["DBInstances"][0] if found["DBInstances"] else None
@@ -486,7 +487,7 @@ def read_key_pair(clients: AwsClients, ctx: SiteContext, resource: Resource) -> 
     try:
         found = clients("ec2").describe_key_pairs(KeyNames=[resource.name], IncludePublicKey=True)
     except ClientError as error:
-        if _code(error) == "InvalidKeyPair.NotFound":
+        if error_code(error) == "InvalidKeyPair.NotFound":
             return None
         raise
     pair = found["KeyPairs"][0]
@@ -501,7 +502,7 @@ def read_db_subnet_group(clients: AwsClients, ctx: SiteContext, resource: Resour
     try:
         group = rds.describe_db_subnet_groups(DBSubnetGroupName=resource.name)["DBSubnetGroups"][0]
     except ClientError as error:
-        if _code(error) == "DBSubnetGroupNotFoundFault":
+        if error_code(error) == "DBSubnetGroupNotFoundFault":
             return None
         raise
     tag_list = rds.list_tags_for_resource(ResourceName=group["DBSubnetGroupArn"])["TagList"]
@@ -605,7 +606,7 @@ def wait_es(clients: AwsClients, ctx: SiteContext, name: str, gone: bool = False
         try:
             domain = clients("opensearch").describe_domain(DomainName=name)["DomainStatus"]
         except ClientError as error:
-            if _code(error) == "ResourceNotFoundException":
+            if error_code(error) == "ResourceNotFoundException":
                 last.append("gone")
                 return "gone" if gone else None
             raise
@@ -1411,7 +1412,7 @@ def remove_access_key_block(clients: AwsClients, ctx: SiteContext, user: str) ->
     try:
         keys = {k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]}
     except ClientError as error:
-        if _code(error) != "NoSuchEntity":
+        if error_code(error) != "NoSuchEntity":
             raise _failed(Resource("iam_user", user, {}), "list access keys of", error) from None
         keys = set()
     if key_id in keys:

@@ -48,7 +48,7 @@ from domain.emr import (
 from domain.polling import wait_until
 from pipeline.errors import NotFound, OperationFailed, OperationTimeout, describe, is_transient
 from remote.wheel import Wheel
-from tasks.aws import AwsClients, retry_on_outage
+from tasks.aws import AwsClients, error_code, retry_on_outage
 
 READ_RETRIES, READ_RETRY_DELAY_SECONDS = 3, 5
 #: A failed step's stderr in the run log: its last lines, at most this many.
@@ -67,10 +67,6 @@ class EmrStepFailed(OperationFailed):
 
 class EmrWaitTimeout(OperationTimeout):
     """The cluster or its steps did not get done in time; the message has the last states."""
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
@@ -96,7 +92,7 @@ def _network_checks(clients: AwsClients, subnet_id: str) -> list[PreflightCheck]
     try:
         subnet = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
     except ClientError as error:
-        if _code(error).startswith("InvalidSubnet"):
+        if error_code(error).startswith("InvalidSubnet"):
             return [
                 PreflightCheck(
                     "subnet",
@@ -122,7 +118,7 @@ def _role_exists(clients: AwsClients, name: str) -> bool:
     try:
         clients("iam").get_role(RoleName=name)
     except ClientError as error:
-        if _code(error) == "NoSuchEntity":
+        if error_code(error) == "NoSuchEntity":
             return False
         raise
     return True
@@ -132,7 +128,7 @@ def _profile_roles(clients: AwsClients, name: str) -> list[str] | None:
     try:
         profile = clients("iam").get_instance_profile(InstanceProfileName=name)
     except ClientError as error:
-        if _code(error) == "NoSuchEntity":
+        if error_code(error) == "NoSuchEntity":
             return None
         raise
     return sorted(role["RoleName"] for role in profile["InstanceProfile"]["Roles"])
@@ -144,16 +140,16 @@ def _log_bucket_check(clients: AwsClients, log_uri: str) -> PreflightCheck:
     try:
         s3.head_bucket(Bucket=bucket)
     except ClientError as error:
-        if _code(error) in ("404", "NoSuchBucket", "NotFound"):
+        if error_code(error) in ("404", "NoSuchBucket", "NotFound"):
             return assess_log_bucket(bucket, False, None)
-        if _code(error) not in ("403", "AccessDenied"):
+        if error_code(error) not in ("403", "AccessDenied"):
             raise
     marker = "/".join(p for p in (prefix.strip("/"), ".edx-ops-flows-preflight") if p)
     try:
         s3.put_object(Bucket=bucket, Key=marker, Body=b"written by run-pipeline-on-emr\n")
         s3.delete_object(Bucket=bucket, Key=marker)
     except ClientError as error:
-        return assess_log_bucket(bucket, True, f"{_code(error)} on s3:PutObject {marker}")
+        return assess_log_bucket(bucket, True, f"{error_code(error)} on s3:PutObject {marker}")
     return assess_log_bucket(bucket, True, None)
 
 
@@ -305,7 +301,7 @@ def create_cluster(clients: AwsClients, request: dict[str, Any]) -> str:
     except ClientError as error:
         message = error.response.get("Error", {}).get("Message", "")
         raise EmrOperationFailed(
-            f"creating EMR cluster {request['Name']}: AWS said {_code(error)}: {message}"
+            f"creating EMR cluster {request['Name']}: AWS said {error_code(error)}: {message}"
         ) from None
     _logger().info("created EMR cluster %s (%s)", cluster_id, request["Name"])
     return str(cluster_id)
@@ -418,7 +414,7 @@ def fetch_step_stderr(
         try:
             return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as error:
-            if _code(error) in ("NoSuchKey", "404"):
+            if error_code(error) in ("NoSuchKey", "404"):
                 return None
             raise
 
